@@ -1,0 +1,38 @@
+//! `corralctl`: the command line (DESIGN §5). The CLI definition lives here, in the library, so
+//! that shell completions and the man page are generated from the same source the binary parses.
+
+pub mod verify;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "corralctl",
+    version,
+    about = "Control the corral resource supervisor"
+)]
+pub struct Cli {
+    /// Talk to the per-user manager.
+    #[arg(long, global = true)]
+    pub user: bool,
+    /// Machine-readable output (keys are the D-Bus property names).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check unit files offline, with no daemon: print every problem, exit non-zero on an error.
+    Verify {
+        /// Also check what depends on this machine: users, groups, programs, paths, devices.
+        #[arg(long)]
+        host: bool,
+        /// Unit files (`NAME.KIND.toml`); drop-ins in `NAME.KIND.d/` beside them are merged.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}

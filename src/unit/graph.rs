@@ -1,0 +1,304 @@
+//! The dependency graph: which units a start pulls in (`requires`, `wants`, the slices a unit
+//! lives in, the units whose namespaces it joins) and in which order they start (`after`,
+//! `before`; a slice before anything in it; a namespace's owner before its guests). Stop order is
+//! the reverse. Ordering cycles are found here and reported with the cycle spelled out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::diag::Location;
+use super::model::Unit;
+use super::name::UnitName;
+
+/// Why one unit starts before another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderEdge {
+    /// Starts first.
+    pub first: UnitName,
+    /// Starts after `first`.
+    pub then: UnitName,
+    /// Where the edge was written (`None` for implied edges: slices, shared namespaces), with
+    /// the key it was written under.
+    pub origin: Option<(Location, &'static str)>,
+}
+
+/// How strongly a start pulls another unit in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pull {
+    /// Its failure fails the puller (`requires`, slices, shared namespaces).
+    Requires,
+    /// Its failure is ignored (`wants`).
+    Wants,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// unit → the units that must be started before it.
+    before: BTreeMap<UnitName, BTreeSet<UnitName>>,
+    /// unit → units its start pulls in.
+    pulls: BTreeMap<UnitName, Vec<(UnitName, Pull)>>,
+    edges: Vec<OrderEdge>,
+}
+
+/// An ordering cycle: the units in order, the first repeated at the end, and the edge that
+/// closes it (its place is where the error is reported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cycle {
+    pub units: Vec<UnitName>,
+    pub edge: OrderEdge,
+}
+
+impl Cycle {
+    pub fn describe(&self) -> String {
+        let path: Vec<&str> = self.units.iter().map(UnitName::as_str).collect();
+        format!("ordering cycle: {}", path.join(" → "))
+    }
+}
+
+impl Graph {
+    /// Builds the graph over loaded units. Edges to units that are not in `units` are dropped
+    /// (`after`/`before` on a missing unit are ignored; missing `requires` are reported by the
+    /// loader and fail at start).
+    pub fn new<'a>(units: impl IntoIterator<Item = &'a Unit>) -> Self {
+        let units: BTreeMap<&UnitName, &Unit> = units.into_iter().map(|u| (&u.name, u)).collect();
+        let mut g = Graph::default();
+        for u in units.values() {
+            g.before.entry(u.name.clone()).or_default();
+            let mut pulls = Vec::new();
+            if let Some(slice) = u.slice() {
+                g.add_edge(&units, slice.clone(), u.name.clone(), None);
+                pulls.push((slice, Pull::Requires));
+            }
+            if let Some(s) = &u.service {
+                for d in &s.deps.after {
+                    g.add_edge(
+                        &units,
+                        d.name.clone(),
+                        u.name.clone(),
+                        Some((d.at.clone(), "after")),
+                    );
+                }
+                for d in &s.deps.before {
+                    g.add_edge(
+                        &units,
+                        u.name.clone(),
+                        d.name.clone(),
+                        Some((d.at.clone(), "before")),
+                    );
+                }
+                for other in s.namespaces.shared_with() {
+                    g.add_edge(&units, other.clone(), u.name.clone(), None);
+                    pulls.push((other.clone(), Pull::Requires));
+                }
+                pulls.extend(
+                    s.deps
+                        .requires
+                        .iter()
+                        .map(|d| (d.name.clone(), Pull::Requires)),
+                );
+                pulls.extend(s.deps.wants.iter().map(|d| (d.name.clone(), Pull::Wants)));
+            }
+            g.pulls.insert(u.name.clone(), pulls);
+        }
+        g
+    }
+
+    fn add_edge(
+        &mut self,
+        units: &BTreeMap<&UnitName, &Unit>,
+        first: UnitName,
+        then: UnitName,
+        origin: Option<(Location, &'static str)>,
+    ) {
+        if !units.contains_key(&first) || !units.contains_key(&then) {
+            return;
+        }
+        self.before
+            .entry(then.clone())
+            .or_default()
+            .insert(first.clone());
+        self.edges.push(OrderEdge {
+            first,
+            then,
+            origin,
+        });
+    }
+
+    /// Every ordering cycle, each reported once (one per strongly connected component).
+    pub fn cycles(&self) -> Vec<Cycle> {
+        let mut out = Vec::new();
+        for scc in self.sccs() {
+            if scc.len() < 2 {
+                continue;
+            }
+            // Walk inside the component from its smallest unit until a unit repeats.
+            let start = scc
+                .iter()
+                .min()
+                .cloned()
+                .unwrap_or_else(UnitName::root_slice);
+            let mut path = vec![start.clone()];
+            let mut cur = start;
+            loop {
+                let next = self.successors(&cur).find(|n| scc.contains(n)).cloned();
+                let Some(next) = next else { break };
+                if let Some(pos) = path.iter().position(|p| *p == next) {
+                    let mut units = path[pos..].to_vec();
+                    units.push(next.clone());
+                    let edge = self
+                        .edges
+                        .iter()
+                        .filter(|e| e.first == units[0] && e.then == units[1])
+                        .max_by_key(|e| e.origin.is_some())
+                        .or_else(|| {
+                            self.edges
+                                .iter()
+                                .find(|e| scc.contains(&e.first) && scc.contains(&e.then))
+                        })
+                        .cloned();
+                    if let Some(edge) = edge {
+                        out.push(Cycle { units, edge });
+                    }
+                    break;
+                }
+                path.push(next.clone());
+                cur = next;
+            }
+        }
+        out
+    }
+
+    /// Units that start after `u` (edges out of `u`), in name order.
+    fn successors<'a>(&'a self, u: &'a UnitName) -> impl Iterator<Item = &'a UnitName> + 'a {
+        self.before
+            .iter()
+            .filter(move |(_, firsts)| firsts.contains(u))
+            .map(|(then, _)| then)
+    }
+
+    /// Tarjan's strongly connected components over the "starts before" relation.
+    fn sccs(&self) -> Vec<BTreeSet<UnitName>> {
+        struct St<'g> {
+            g: &'g Graph,
+            index: BTreeMap<&'g UnitName, usize>,
+            low: BTreeMap<&'g UnitName, usize>,
+            stack: Vec<&'g UnitName>,
+            on_stack: BTreeSet<&'g UnitName>,
+            next: usize,
+            out: Vec<BTreeSet<UnitName>>,
+        }
+        fn visit<'g>(st: &mut St<'g>, v: &'g UnitName) {
+            st.index.insert(v, st.next);
+            st.low.insert(v, st.next);
+            st.next += 1;
+            st.stack.push(v);
+            st.on_stack.insert(v);
+            let preds: Vec<&'g UnitName> = st.g.before.get(v).into_iter().flatten().collect();
+            for w in preds {
+                if !st.index.contains_key(w) {
+                    visit(st, w);
+                    let lw = st.low[w];
+                    let lv = st.low[v];
+                    st.low.insert(v, lv.min(lw));
+                } else if st.on_stack.contains(w) {
+                    let iw = st.index[w];
+                    let lv = st.low[v];
+                    st.low.insert(v, lv.min(iw));
+                }
+            }
+            if st.low[v] == st.index[v] {
+                let mut comp = BTreeSet::new();
+                while let Some(w) = st.stack.pop() {
+                    st.on_stack.remove(w);
+                    comp.insert(w.clone());
+                    if w == v {
+                        break;
+                    }
+                }
+                st.out.push(comp);
+            }
+        }
+        let mut st = St {
+            g: self,
+            index: BTreeMap::new(),
+            low: BTreeMap::new(),
+            stack: Vec::new(),
+            on_stack: BTreeSet::new(),
+            next: 0,
+            out: Vec::new(),
+        };
+        for v in self.before.keys() {
+            if !st.index.contains_key(v) {
+                visit(&mut st, v);
+            }
+        }
+        st.out
+    }
+
+    /// What starting `roots` pulls in: the roots and, transitively, their requirements, wants,
+    /// slices and namespace owners. Names not in the graph are kept (the start fails on them).
+    pub fn transaction(&self, roots: &[UnitName]) -> BTreeMap<UnitName, Pull> {
+        let mut out: BTreeMap<UnitName, Pull> = BTreeMap::new();
+        let mut todo: Vec<(UnitName, Pull)> =
+            roots.iter().map(|r| (r.clone(), Pull::Requires)).collect();
+        while let Some((u, pull)) = todo.pop() {
+            match out.get(&u) {
+                Some(p) if *p <= pull => continue,
+                _ => {}
+            }
+            out.insert(u.clone(), pull);
+            for (dep, how) in self.pulls.get(&u).into_iter().flatten() {
+                // A unit wanted by a wanted unit is still only wanted.
+                todo.push((dep.clone(), (*how).max(pull)));
+            }
+        }
+        out
+    }
+
+    /// Start order for a set of units: layers whose units may start in parallel, each layer
+    /// after every unit it is ordered after. Units of a cycle (which the loader refuses) come
+    /// last, in name order, so the function is total.
+    pub fn start_layers(&self, set: &BTreeSet<UnitName>) -> Vec<Vec<UnitName>> {
+        let mut remaining: BTreeMap<&UnitName, BTreeSet<&UnitName>> = set
+            .iter()
+            .map(|u| {
+                let firsts = self
+                    .before
+                    .get(u)
+                    .into_iter()
+                    .flatten()
+                    .filter(|f| set.contains(*f))
+                    .collect();
+                (u, firsts)
+            })
+            .collect();
+        let mut layers = Vec::new();
+        while !remaining.is_empty() {
+            let ready: Vec<&UnitName> = remaining
+                .iter()
+                .filter(|(_, firsts)| firsts.is_empty())
+                .map(|(u, _)| *u)
+                .collect();
+            if ready.is_empty() {
+                layers.push(remaining.keys().map(|u| (*u).clone()).collect());
+                break;
+            }
+            for u in &ready {
+                remaining.remove(u);
+            }
+            for firsts in remaining.values_mut() {
+                for u in &ready {
+                    firsts.remove(u);
+                }
+            }
+            layers.push(ready.into_iter().cloned().collect());
+        }
+        layers
+    }
+
+    /// Stop order: the start order reversed.
+    pub fn stop_layers(&self, set: &BTreeSet<UnitName>) -> Vec<Vec<UnitName>> {
+        let mut layers = self.start_layers(set);
+        layers.reverse();
+        layers
+    }
+}
