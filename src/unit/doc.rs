@@ -135,15 +135,41 @@ pub fn parse(path: &Path, text: String) -> Result<Node, Vec<Diagnostic>> {
     })
 }
 
-/// For a syntax error, the key written on the line it points at (`key = …`), if any.
+/// For a syntax error, the key it is in, as `[table] key`: the key written on the line it
+/// points at (`key = …`) under the nearest table header above, or the header itself.
 fn key_on_line(text: &str, offset: usize) -> Option<String> {
     let start = text[..offset.min(text.len())]
         .rfind('\n')
         .map_or(0, |i| i + 1);
-    let line = text[start..].lines().next()?;
-    let (key, _) = line.split_once('=')?;
-    let key = key.trim().trim_matches('"');
-    (!key.is_empty() && !key.starts_with('#')).then(|| key.to_string())
+    let line = text[start..].lines().next().unwrap_or_default().trim();
+    let header = |l: &str| {
+        let l = l.trim();
+        l.strip_prefix('[').map(|h| {
+            let h = h.trim_start_matches('[');
+            let end = h.find(']').unwrap_or(h.len());
+            format!("[{}]", h[..end].trim())
+        })
+    };
+    if let Some(h) = header(line) {
+        return Some(h);
+    }
+    let table = text[..start]
+        .lines()
+        .rev()
+        .find_map(header)
+        .unwrap_or_default();
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k)
+        .or_else(|| line.split_whitespace().next())
+        .map(|k| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('#'));
+    match (table.is_empty(), key) {
+        (_, Some(k)) if !table.is_empty() => Some(format!("{table} {k}")),
+        (true, Some(k)) => Some(k.to_string()),
+        (false, None) => Some(table),
+        _ => None,
+    }
 }
 
 fn convert_table(source: &Arc<Source>, table: DeTable<'_>) -> Value {

@@ -39,8 +39,9 @@ pub struct Graph {
     edges: Vec<OrderEdge>,
 }
 
-/// An ordering cycle: the units in order, the first repeated at the end, and the edge that
-/// closes it (its place is where the error is reported).
+/// An ordering cycle: the units in order, each starting after the next, the first repeated at
+/// the end; and the edge from the first to the second (its place is where the error is
+/// reported).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cycle {
     pub units: Vec<UnitName>,
@@ -50,7 +51,10 @@ pub struct Cycle {
 impl Cycle {
     pub fn describe(&self) -> String {
         let path: Vec<&str> = self.units.iter().map(UnitName::as_str).collect();
-        format!("ordering cycle: {}", path.join(" → "))
+        format!(
+            "ordering cycle: {} (each must start after the next)",
+            path.join(" → ")
+        )
     }
 }
 
@@ -130,7 +134,8 @@ impl Graph {
             if scc.len() < 2 {
                 continue;
             }
-            // Walk inside the component from its smallest unit until a unit repeats.
+            // Walk "starts after" edges inside the component from its smallest unit until a
+            // unit repeats.
             let start = scc
                 .iter()
                 .min()
@@ -139,7 +144,13 @@ impl Graph {
             let mut path = vec![start.clone()];
             let mut cur = start;
             loop {
-                let next = self.successors(&cur).find(|n| scc.contains(n)).cloned();
+                let next = self
+                    .before
+                    .get(&cur)
+                    .into_iter()
+                    .flatten()
+                    .find(|n| scc.contains(*n))
+                    .cloned();
                 let Some(next) = next else { break };
                 if let Some(pos) = path.iter().position(|p| *p == next) {
                     let mut units = path[pos..].to_vec();
@@ -147,7 +158,7 @@ impl Graph {
                     let edge = self
                         .edges
                         .iter()
-                        .filter(|e| e.first == units[0] && e.then == units[1])
+                        .filter(|e| e.then == units[0] && e.first == units[1])
                         .max_by_key(|e| e.origin.is_some())
                         .or_else(|| {
                             self.edges
@@ -165,14 +176,6 @@ impl Graph {
             }
         }
         out
-    }
-
-    /// Units that start after `u` (edges out of `u`), in name order.
-    fn successors<'a>(&'a self, u: &'a UnitName) -> impl Iterator<Item = &'a UnitName> + 'a {
-        self.before
-            .iter()
-            .filter(move |(_, firsts)| firsts.contains(u))
-            .map(|(then, _)| then)
     }
 
     /// Tarjan's strongly connected components over the "starts before" relation.

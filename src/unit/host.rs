@@ -41,13 +41,15 @@ pub fn check(unit: &Unit) -> Vec<Diagnostic> {
         Err(e) => err("[service] exec", format!("{}: {e}", exe.display())),
     }
     if let Some(Ident::Name(n)) = &s.user
-        && !matches!(User::from_name(n), Ok(Some(_))) {
-            err("[service] user", format!("no user {n:?} on this machine"));
-        }
+        && !matches!(User::from_name(n), Ok(Some(_)))
+    {
+        err("[service] user", format!("no user {n:?} on this machine"));
+    }
     if let Some(Ident::Name(n)) = &s.group
-        && !matches!(Group::from_name(n), Ok(Some(_))) {
-            err("[service] group", format!("no group {n:?} on this machine"));
-        }
+        && !matches!(Group::from_name(n), Ok(Some(_)))
+    {
+        err("[service] group", format!("no group {n:?} on this machine"));
+    }
     if !s.working_directory.is_dir() {
         err(
             "[service] working-directory",
@@ -59,21 +61,23 @@ pub fn check(unit: &Unit) -> Vec<Diagnostic> {
         ("[service] stderr", &s.stderr),
     ] {
         if let Output::File(p) = o
-            && !p.parent().is_some_and(Path::is_dir) {
-                err(
-                    key,
-                    format!("the directory of {} does not exist", p.display()),
-                );
-            }
+            && !p.parent().is_some_and(Path::is_dir)
+        {
+            err(
+                key,
+                format!("the directory of {} does not exist", p.display()),
+            );
+        }
     }
     let ns = &s.namespaces;
     if let Some(root) = &ns.root
-        && !root.is_dir() {
-            err(
-                "[namespaces] root",
-                format!("{} is not a directory", root.display()),
-            );
-        }
+        && !root.is_dir()
+    {
+        err(
+            "[namespaces] root",
+            format!("{} is not a directory", root.display()),
+        );
+    }
     for b in &ns.bind {
         if !b.source.exists() {
             err(

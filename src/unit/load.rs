@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use super::diag::{Diagnostic, Location};
 use super::doc;
 use super::graph::Graph;
-use super::model::Unit;
-use super::name::{Kind, UnitName};
+use super::model::{NsMode, Unit};
+use super::name::UnitName;
 use super::validate::{name_from_path, validate};
 
 /// Where unit files are looked for, first wins.
@@ -131,12 +131,13 @@ pub fn load_path(path: &SearchPath) -> UnitSet {
         names.sort();
         for (file, full) in names {
             if let Some(stem) = file.strip_suffix(".d")
-                && full.is_dir() {
-                    if let Ok(name) = UnitName::parse(stem) {
-                        collect_dropins(&full, found.entry(name).or_default(), &mut diags);
-                    }
-                    continue;
+                && full.is_dir()
+            {
+                if let Ok(name) = UnitName::parse(stem) {
+                    collect_dropins(&full, found.entry(name).or_default(), &mut diags);
                 }
+                continue;
+            }
             if !file.ends_with(".toml") || file.starts_with('.') || !full.is_file() {
                 continue;
             }
@@ -328,26 +329,29 @@ fn finish(mut set: UnitSet, mut diags: Vec<Diagnostic>) -> UnitSet {
             }
         }
         for kind in super::model::NAMESPACE_KINDS {
-            if let Some(super::model::NsMode::Share(other)) = s.namespaces.get(kind) {
-                if *other == u.name {
-                    diags.push(Diagnostic::error(
-                        Location::file(u.files.first().map_or(Path::new(""), PathBuf::as_path)),
-                        Some(format!("[namespaces] {kind}")),
-                        "a unit can't share its own namespace; use true for a new one",
-                    ));
-                } else if !set.units.contains_key(other) {
-                    diags.push(Diagnostic::warning(
-                        Location::file(u.files.first().map_or(Path::new(""), PathBuf::as_path)),
-                        Some(format!("[namespaces] {kind}")),
-                        format!("no unit {other} exists to share a {kind} namespace with; starting {} will fail", u.name),
-                    ));
-                } else if other.kind() != Kind::Service {
-                    diags.push(Diagnostic::error(
-                        Location::file(u.files.first().map_or(Path::new(""), PathBuf::as_path)),
-                        Some(format!("[namespaces] {kind}")),
-                        format!("{other} is not a service"),
-                    ));
-                }
+            let Some(NsMode::Share(other)) = s.namespaces.get(kind) else {
+                continue;
+            };
+            let at = s.namespaces.share_at.get(kind).cloned().unwrap_or_else(|| {
+                Location::file(u.files.first().map_or(Path::new(""), PathBuf::as_path))
+            });
+            let key = Some(format!("[namespaces] {kind}"));
+            if *other == u.name {
+                diags.push(Diagnostic::error(
+                    at,
+                    key,
+                    "a unit can't join its own namespace; use true for a new one",
+                ));
+            } else if !set.units.contains_key(other) {
+                diags.push(Diagnostic::warning(
+                    at,
+                    key,
+                    format!(
+                        "no unit {other} exists to share a {kind} namespace with; \
+                         starting {} will fail",
+                        u.name
+                    ),
+                ));
             }
         }
     }

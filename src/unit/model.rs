@@ -227,6 +227,8 @@ pub struct Namespaces {
     pub propagation: Option<Propagation>,
     /// Namespaced sysctls only, each matched to a namespace the unit gets.
     pub sysctl: BTreeMap<String, String>,
+    /// Where each shared namespace (`net = "pod.service"`) was written, by kind.
+    pub share_at: BTreeMap<&'static str, Location>,
 }
 
 impl Namespaces {

@@ -50,7 +50,7 @@ pub enum NameError {
         hint = if .0.ends_with(".scope") { " (scope units are reserved)" } else { "" }
     )]
     UnknownKind(String),
-    #[error("slice name {0:?} has an empty part between dashes")]
+    #[error("unit name {0:?} has an empty part between dashes")]
     EmptySlicePart(String),
 }
 

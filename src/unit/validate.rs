@@ -178,15 +178,19 @@ pub fn validate(
                 autostart = t.field(&mut cx, "autostart", bool_value).unwrap_or(false);
                 t.finish(&mut cx);
             }
-            for list in [&deps.requires, &deps.wants, &deps.after, &deps.before] {
-                for d in list {
-                    if d.name == *name {
-                        cx.error(
-                            d.at.clone(),
-                            "[unit]".to_string(),
-                            format!("{name} depends on itself"),
-                        );
-                    }
+            let lists = [
+                ("requires", &deps.requires),
+                ("wants", &deps.wants),
+                ("after", &deps.after),
+                ("before", &deps.before),
+            ];
+            for (key, list) in lists {
+                for d in list.iter().filter(|d| d.name == *name) {
+                    cx.error(
+                        d.at.clone(),
+                        format!("[unit] {key}"),
+                        format!("{name} names itself"),
+                    );
                 }
             }
             match service_t {
@@ -815,14 +819,16 @@ fn service(
     let delegate = t.field(cx, "delegate", bool_value).unwrap_or(false);
     t.finish(cx);
 
-    if ty != Ty::Oneshot && remain
-        && let Some(at) = remain_at {
-            cx.error(
-                at,
-                "[service] remain-after-exit".into(),
-                "applies to type = \"oneshot\" only",
-            );
-        }
+    if ty != Ty::Oneshot
+        && remain
+        && let Some(at) = remain_at
+    {
+        cx.error(
+            at,
+            "[service] remain-after-exit".into(),
+            "applies to type = \"oneshot\" only",
+        );
+    }
     if ty == Ty::Oneshot && restart == Restart::Always {
         cx.error(
             restart_node.unwrap_or_else(|| node.location()),
@@ -1203,6 +1209,11 @@ fn namespaces(cx: &mut Cx, node: &Node) -> Namespaces {
         )
     });
     let sysctl = t.field(cx, "sysctl", sysctl_value).unwrap_or_default();
+    for kind in NAMESPACE_KINDS {
+        if let (Some(NsMode::Share(_)), Some(loc)) = (ns.get(kind), at.get(kind)) {
+            ns.share_at.insert(kind, loc.clone());
+        }
+    }
     t.finish(cx);
 
     // Options that need a namespace of their own.
