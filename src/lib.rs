@@ -9,4 +9,5 @@
 pub mod cgroup;
 pub mod ctl;
 pub mod limits;
+pub mod manager;
 pub mod unit;

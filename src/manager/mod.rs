@@ -1,0 +1,4 @@
+//! The manager: owns every unit's state. Service lifecycles are the pure transition function in
+//! [`state`]; the executor that performs its actions lives beside it.
+
+pub mod state;

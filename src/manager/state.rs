@@ -1,0 +1,479 @@
+//! A service's lifecycle as a pure function: `(state, event) -> actions`, with the state
+//! changed in place. No I/O happens here — the executor performs the [`Action`]s (spawn, signal,
+//! arm the unit's timer, remove the cgroup) and feeds what it observes back as [`Event`]s. That
+//! keeps every transition testable with tables.
+//!
+//! Each unit has one timer: the start timeout while activating, the stop timeout while
+//! deactivating, the restart delay while waiting to restart. Arming it replaces the previous
+//! deadline.
+//!
+//! Stopping always ends with the cgroup empty: the stop signal goes to every process of the
+//! unit (or only the main process with `kill-mode = "process"`), then after `stop-timeout`
+//! `cgroup.kill` ends whatever is left, and the unit settles only when the kernel reports the
+//! cgroup unpopulated ([`Event::CgroupEmpty`]).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::unit::{OomPolicy, Restart, Service, ServiceType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveState {
+    Inactive,
+    Activating,
+    Active,
+    Deactivating,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubState {
+    Dead,
+    Start,
+    Running,
+    Exited,
+    StopSigterm,
+    StopSigkill,
+    AutoRestart,
+    Failed,
+}
+
+/// Why a unit last stopped or failed (`Result` on D-Bus).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitResult {
+    Success,
+    ExitCode,
+    Signal,
+    OomKill,
+    Timeout,
+    StartLimitHit,
+    Dependency,
+}
+
+/// How a job ended (`JobRemoved`'s result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobResult {
+    Done,
+    Failed,
+    Timeout,
+    Dependency,
+    Canceled,
+}
+
+macro_rules! names {
+    ($ty:ty { $($variant:ident => $s:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $s),* }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+names!(ActiveState { Inactive => "inactive", Activating => "activating", Active => "active",
+    Deactivating => "deactivating", Failed => "failed" });
+names!(SubState { Dead => "dead", Start => "start", Running => "running", Exited => "exited",
+    StopSigterm => "stop-sigterm", StopSigkill => "stop-sigkill", AutoRestart => "auto-restart",
+    Failed => "failed" });
+names!(UnitResult { Success => "success", ExitCode => "exit-code", Signal => "signal",
+    OomKill => "oom-kill", Timeout => "timeout", StartLimitHit => "start-limit-hit",
+    Dependency => "dependency" });
+names!(JobResult { Done => "done", Failed => "failed", Timeout => "timeout",
+    Dependency => "dependency", Canceled => "canceled" });
+
+/// How the main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// An adopted process whose status can't be known (it was not our child): counts as a
+    /// failure, as the design says.
+    Unknown,
+}
+
+impl Exit {
+    fn result(self) -> UnitResult {
+        match self {
+            Exit::Code(0) => UnitResult::Success,
+            Exit::Code(_) | Exit::Unknown => UnitResult::ExitCode,
+            Exit::Signal(_) => UnitResult::Signal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A start job reached the unit (its dependencies are up).
+    Start,
+    /// A stop job reached the unit.
+    Stop,
+    /// The main process exists (and, for every type, exec succeeded).
+    Spawned {
+        pid: u32,
+    },
+    /// exec or the set-up before it failed.
+    SpawnFailed,
+    MainExited(Exit),
+    /// `READY=1` from the notify socket.
+    Ready,
+    /// The kernel reports the unit's cgroup unpopulated.
+    CgroupEmpty,
+    /// The unit's timer fired.
+    Timer,
+    /// `oom_kill` grew in the unit's memory.events.
+    OomKill,
+    /// A unit this one requires failed to start.
+    DependencyFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start the main process in the unit's cgroup (created first).
+    Spawn,
+    /// Send this signal to every process of the unit (`all`) or the main process only.
+    Signal {
+        signal: i32,
+        all: bool,
+    },
+    /// `cgroup.kill`: SIGKILL to every process of the unit.
+    KillAll,
+    /// Check whether the cgroup is already empty (and send [`Event::CgroupEmpty`] if so).
+    CheckEmpty,
+    ArmTimer(Duration),
+    CancelTimer,
+    RemoveCgroup,
+    FinishJob(JobResult),
+}
+
+/// What a job is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    Start,
+    Stop,
+}
+
+/// The run-time state of one service.
+#[derive(Debug, Clone)]
+pub struct ServiceState {
+    pub active: ActiveState,
+    pub sub: SubState,
+    pub result: UnitResult,
+    pub main_pid: Option<u32>,
+    /// Last exit status of the main process (code or signal number).
+    pub exit_status: i32,
+    pub n_restarts: u32,
+    pub job: Option<Pending>,
+    /// The delay before the next automatic restart.
+    next_delay: Duration,
+    /// Start times inside the start-limit interval.
+    starts: VecDeque<Instant>,
+    /// When the unit last became active (for resetting the restart delay).
+    pub active_since: Option<Instant>,
+    /// A stop was asked for: when the processes are gone, don't restart.
+    stop_requested: bool,
+}
+
+impl ServiceState {
+    pub fn new(cfg: &Service) -> Self {
+        ServiceState {
+            active: ActiveState::Inactive,
+            sub: SubState::Dead,
+            result: UnitResult::Success,
+            main_pid: None,
+            exit_status: 0,
+            n_restarts: 0,
+            job: None,
+            next_delay: cfg.restart_delay,
+            starts: VecDeque::new(),
+            active_since: None,
+            stop_requested: false,
+        }
+    }
+
+    fn set(&mut self, active: ActiveState, sub: SubState) {
+        self.active = active;
+        self.sub = sub;
+    }
+
+    fn finish_job(&mut self, r: JobResult, out: &mut Vec<Action>) {
+        if self.job.take().is_some() {
+            out.push(Action::FinishJob(r));
+        }
+    }
+}
+
+/// Applies one event; returns what the executor must do, in order.
+pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Vec<Action> {
+    use ActiveState as A;
+    use SubState as S;
+    let mut out = Vec::new();
+    match (st.sub, ev) {
+        // ── starting ──
+        (S::Dead | S::Failed, Event::Start) => begin_start(cfg, st, now, &mut out),
+        (S::Running | S::Exited | S::Start, Event::Start) => {
+            // Already started or starting: the job merges with the running one.
+            if st.active == A::Active {
+                out.push(Action::FinishJob(JobResult::Done));
+            } else {
+                st.job = Some(Pending::Start);
+            }
+        }
+        (S::AutoRestart, Event::Start) => {
+            out.push(Action::CancelTimer);
+            st.job = Some(Pending::Start);
+            begin_start(cfg, st, now, &mut out);
+        }
+        (S::AutoRestart, Event::Timer) => {
+            st.n_restarts += 1;
+            begin_start(cfg, st, now, &mut out);
+        }
+        (S::Start, Event::Spawned { pid }) => {
+            st.main_pid = Some(pid);
+            match cfg.kind {
+                ServiceType::Simple | ServiceType::Exec => {
+                    become_active(st, S::Running, now, &mut out)
+                }
+                // notify waits for READY=1, oneshot for the exit.
+                ServiceType::Notify | ServiceType::Oneshot { .. } => {}
+            }
+        }
+        (S::Start, Event::Ready) if cfg.kind == ServiceType::Notify => {
+            out.push(Action::CancelTimer);
+            become_active(st, S::Running, now, &mut out);
+        }
+        (S::Start, Event::SpawnFailed) => {
+            st.main_pid = None;
+            st.result = UnitResult::ExitCode;
+            st.exit_status = 127;
+            begin_cleanup(cfg, st, &mut out);
+        }
+        (S::Start, Event::Timer) => {
+            st.result = UnitResult::Timeout;
+            begin_stop(cfg, st, &mut out);
+        }
+        (S::Start, Event::MainExited(exit)) => {
+            st.main_pid = None;
+            record_exit(st, exit);
+            match (cfg.kind, exit.result()) {
+                (
+                    ServiceType::Oneshot {
+                        remain_after_exit: true,
+                    },
+                    UnitResult::Success,
+                ) => {
+                    out.push(Action::CancelTimer);
+                    become_active(st, S::Exited, now, &mut out);
+                    // Whatever the oneshot left behind is still stopped: it is done.
+                    out.push(Action::Signal {
+                        signal: cfg.stop_signal as i32,
+                        all: true,
+                    });
+                }
+                (ServiceType::Oneshot { .. }, UnitResult::Success) => {
+                    out.push(Action::CancelTimer);
+                    st.finish_job(JobResult::Done, &mut out);
+                    begin_cleanup(cfg, st, &mut out);
+                }
+                _ => {
+                    out.push(Action::CancelTimer);
+                    // A notify service that exits before READY=1 failed even with status 0.
+                    if st.result == UnitResult::Success {
+                        st.result = UnitResult::ExitCode;
+                    }
+                    begin_cleanup(cfg, st, &mut out);
+                }
+            }
+        }
+
+        // ── running ──
+        (S::Running, Event::MainExited(exit)) => {
+            st.main_pid = None;
+            record_exit(st, exit);
+            begin_cleanup(cfg, st, &mut out);
+        }
+        (S::Running | S::Start | S::Exited, Event::OomKill) => match cfg.oom_policy {
+            OomPolicy::Continue => {}
+            OomPolicy::Stop | OomPolicy::Kill => {
+                st.result = UnitResult::OomKill;
+                begin_stop(cfg, st, &mut out);
+            }
+        },
+
+        // ── stopping ──
+        (S::Running | S::Start | S::Exited, Event::Stop) => {
+            st.stop_requested = true;
+            if st.job == Some(Pending::Start) {
+                st.finish_job(JobResult::Canceled, &mut out);
+            }
+            st.job = Some(Pending::Stop);
+            begin_stop(cfg, st, &mut out);
+        }
+        (S::StopSigterm | S::StopSigkill, Event::Stop) => {
+            st.stop_requested = true;
+            st.job = Some(Pending::Stop);
+        }
+        (S::AutoRestart, Event::Stop) => {
+            out.push(Action::CancelTimer);
+            st.set(A::Inactive, S::Dead);
+            out.push(Action::FinishJob(JobResult::Done));
+        }
+        (S::Dead | S::Failed, Event::Stop) => out.push(Action::FinishJob(JobResult::Done)),
+        (S::StopSigterm | S::StopSigkill, Event::MainExited(exit)) => {
+            st.main_pid = None;
+            if !st.stop_requested && st.result == UnitResult::Success {
+                record_exit(st, exit);
+            }
+        }
+        (S::StopSigterm, Event::Timer) => {
+            if st.result == UnitResult::Success && !st.stop_requested {
+                st.result = UnitResult::Timeout;
+            }
+            st.sub = S::StopSigkill;
+            out.push(Action::KillAll);
+            out.push(Action::ArmTimer(cfg.stop_timeout));
+        }
+        (S::StopSigkill, Event::Timer) => {
+            // SIGKILL did not empty the cgroup (a process stuck in the kernel). Settle as
+            // failed; the cgroup stays until it empties.
+            st.result = UnitResult::Timeout;
+            st.set(A::Failed, S::Failed);
+            st.finish_job(JobResult::Timeout, &mut out);
+        }
+        (S::StopSigterm | S::StopSigkill, Event::CgroupEmpty) => settle(cfg, st, now, &mut out),
+
+        // ── failures before starting ──
+        (S::Dead | S::Failed, Event::DependencyFailed) => {
+            st.result = UnitResult::Dependency;
+            st.set(A::Failed, S::Failed);
+            st.finish_job(JobResult::Dependency, &mut out);
+        }
+
+        // Anything else is stale (a timer that fired after it was replaced, a duplicate
+        // notification) and changes nothing.
+        _ => {}
+    }
+    out
+}
+
+fn record_exit(st: &mut ServiceState, exit: Exit) {
+    st.result = exit.result();
+    st.exit_status = match exit {
+        Exit::Code(c) => c,
+        Exit::Signal(s) => s,
+        Exit::Unknown => -1,
+    };
+}
+
+fn begin_start(cfg: &Service, st: &mut ServiceState, now: Instant, out: &mut Vec<Action>) {
+    let limit = cfg.start_limit;
+    if !limit.interval.is_zero() {
+        while st
+            .starts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= limit.interval)
+        {
+            st.starts.pop_front();
+        }
+        if st.starts.len() >= limit.burst as usize {
+            st.result = UnitResult::StartLimitHit;
+            st.set(ActiveState::Failed, SubState::Failed);
+            st.finish_job(JobResult::Failed, out);
+            return;
+        }
+        st.starts.push_back(now);
+    }
+    if st.job.is_none() && st.sub != SubState::AutoRestart {
+        st.job = Some(Pending::Start);
+    }
+    st.result = UnitResult::Success;
+    st.stop_requested = false;
+    st.set(ActiveState::Activating, SubState::Start);
+    out.push(Action::Spawn);
+    if matches!(cfg.kind, ServiceType::Notify | ServiceType::Oneshot { .. }) {
+        out.push(Action::ArmTimer(cfg.start_timeout));
+    }
+}
+
+fn become_active(st: &mut ServiceState, sub: SubState, now: Instant, out: &mut Vec<Action>) {
+    st.set(ActiveState::Active, sub);
+    st.active_since = Some(now);
+    st.finish_job(JobResult::Done, out);
+}
+
+/// Stop on request or on failure: the stop signal, then the stop timeout.
+fn begin_stop(cfg: &Service, st: &mut ServiceState, out: &mut Vec<Action>) {
+    if st.job == Some(Pending::Start) {
+        let r = if st.result == UnitResult::Timeout {
+            JobResult::Timeout
+        } else {
+            JobResult::Failed
+        };
+        st.finish_job(r, out);
+    }
+    st.set(ActiveState::Deactivating, SubState::StopSigterm);
+    let all = cfg.kill_mode == crate::unit::KillMode::ControlGroup || st.main_pid.is_none();
+    out.push(Action::Signal {
+        signal: cfg.stop_signal as i32,
+        all,
+    });
+    out.push(Action::ArmTimer(cfg.stop_timeout));
+    out.push(Action::CheckEmpty);
+}
+
+/// The main process is gone on its own: stop what is left of the unit, then settle.
+fn begin_cleanup(cfg: &Service, st: &mut ServiceState, out: &mut Vec<Action>) {
+    if st.job == Some(Pending::Start) && st.result != UnitResult::Success {
+        st.finish_job(JobResult::Failed, out);
+    }
+    begin_stop(cfg, st, out);
+}
+
+/// The cgroup is empty: decide between dead, failed and a restart.
+fn settle(cfg: &Service, st: &mut ServiceState, now: Instant, out: &mut Vec<Action>) {
+    out.push(Action::CancelTimer);
+    out.push(Action::RemoveCgroup);
+    st.main_pid = None;
+    let failed = st.result != UnitResult::Success;
+    let restart = !st.stop_requested
+        && st.result != UnitResult::StartLimitHit
+        && match cfg.restart {
+            Restart::No => false,
+            Restart::OnFailure => failed,
+            Restart::Always => true,
+        };
+    if restart {
+        // The delay doubles after each consecutive restart, up to the maximum, and starts over
+        // once the unit stayed up for restart-delay-max.
+        if st
+            .active_since
+            .is_some_and(|t| now.duration_since(t) >= cfg.restart_delay_max)
+        {
+            st.next_delay = cfg.restart_delay;
+        }
+        let delay = st.next_delay;
+        st.next_delay = (delay * 2).min(cfg.restart_delay_max);
+        st.set(ActiveState::Activating, SubState::AutoRestart);
+        out.push(Action::ArmTimer(delay));
+        return;
+    }
+    if failed && !st.stop_requested {
+        st.set(ActiveState::Failed, SubState::Failed);
+        st.finish_job(JobResult::Failed, out);
+    } else {
+        if st.stop_requested {
+            st.result = UnitResult::Success;
+        }
+        st.set(ActiveState::Inactive, SubState::Dead);
+        st.finish_job(JobResult::Done, out);
+    }
+    st.stop_requested = false;
+}
+
+#[cfg(test)]
+mod tests;
