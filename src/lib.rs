@@ -6,6 +6,7 @@
 //! - [`cgroup`]: the cgroup v2 tree, one file per controller; knows nothing of units;
 //! - [`unit`]: unit names, the unit-file model, loading with located errors, the dependency graph.
 
+pub mod boot;
 pub mod cgroup;
 pub mod ctl;
 pub mod limits;
