@@ -339,3 +339,55 @@ fn cycles_refuse_every_unit_in_them_and_nothing_else() {
     }
     assert!(set.get(&n("d.service")).is_some());
 }
+
+#[test]
+fn verify_host_checks_what_depends_on_this_machine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = write(
+        tmp.path(),
+        "good.service.toml",
+        "[service]\nexec = [\"/bin/sh\", \"-c\", \"true\"]\nuser = \"root\"\nworking-directory = \"/tmp\"\n",
+    );
+    let bad = write(
+        tmp.path(),
+        "bad.service.toml",
+        "[service]\nexec = [\"/nonexistent/prog\"]\nuser = \"no-such-user-x\"\ngroup = \"no-such-group-x\"\n\
+         working-directory = \"/nonexistent-dir\"\nstdout = \"file:/nonexistent-dir/out.log\"\n\
+         [resources]\nio-max = [{ device = \"/etc/passwd\", rbps = \"1M\" }]\n\
+         [namespaces]\nroot = \"/nonexistent-root\"\nmount = true\nbind = [{ source = \"/nonexistent-src\", target = \"/x\" }]\n",
+    );
+    let bin = assert_cmd::cargo::cargo_bin!("corralctl");
+    // Without --host the machine is not consulted: both files are valid.
+    let out = Command::new(bin)
+        .arg("verify")
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin)
+        .args(["verify", "--host"])
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "[service] exec: /nonexistent/prog: No such file or directory",
+        "[service] user: no user \"no-such-user-x\" on this machine",
+        "[service] group: no group \"no-such-group-x\" on this machine",
+        "[service] working-directory: /nonexistent-dir is not a directory",
+        "[service] stdout: the directory of /nonexistent-dir/out.log does not exist",
+        "[resources] io-max: /etc/passwd is not a block device",
+        "[namespaces] root: /nonexistent-root is not a directory",
+        "[namespaces] bind: source /nonexistent-src does not exist",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("good.service"), "{stderr}");
+}
