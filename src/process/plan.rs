@@ -1,0 +1,786 @@
+//! The parent's half of spawning: turning a [`SpawnSpec`] into a [`Plan`] — every C string,
+//! pointer array, path and buffer the child will touch — *before* clone, because the child may
+//! not allocate (DESIGN/STYLE: code between fork and exec is async-signal-safe).
+//!
+//! The plan also fixes the *layout*: which namespaces clone3 creates and which the child creates
+//! later with `unshare`, and when the parent writes the id maps.
+//!
+//! - **user first** (a new user namespace and nothing to join): clone3 creates the user
+//!   namespace together with every other new one, so the kernel makes the user namespace their
+//!   owner — root inside may then configure its network, mount, hostname. The child tells the
+//!   parent it exists and waits on a pipe until the parent has written `uid_map`/`gid_map`
+//!   (the child cannot map itself to another outside uid: EPERM, DESIGN §8).
+//! - **joins first** (anything else): existing namespaces are joined with `setns` while the
+//!   child still has the daemon's privileges, then the new ones are `unshare`d (so a joined user
+//!   namespace owns them), set up, and only then, when a new user namespace is wanted together
+//!   with joins, it is created last (`unshare(CLONE_NEWUSER)`) and mapped by the parent — a
+//!   process in a fresh user namespace has no rights over the daemon's namespaces it would join
+//!   (DESIGN §8). The other new namespaces are then owned by the initial user namespace: root
+//!   inside cannot reconfigure them, which is fine for a service that shares a pod's namespaces.
+//!   A new PID namespace is always made by clone3 (`unshare(CLONE_NEWPID)` only affects children);
+//!   *joining* a PID namespace takes one extra fork (see `exec.rs`).
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::error::{SpawnError, Step};
+use super::spec::{Credentials, NsMode, Propagation, SpawnSpec, Stdio};
+
+/// The eight namespace kinds, in the order joins happen: user first (so it owns what follows),
+/// mount last (it changes the root the others' paths were resolved in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NsKind {
+    User,
+    Ipc,
+    Uts,
+    Net,
+    Cgroup,
+    Time,
+    Pid,
+    Mount,
+}
+
+impl NsKind {
+    pub(super) const ALL: [NsKind; 8] = [
+        NsKind::User,
+        NsKind::Ipc,
+        NsKind::Uts,
+        NsKind::Net,
+        NsKind::Cgroup,
+        NsKind::Time,
+        NsKind::Pid,
+        NsKind::Mount,
+    ];
+
+    pub(super) fn flag(self) -> libc::c_int {
+        match self {
+            NsKind::User => libc::CLONE_NEWUSER,
+            NsKind::Ipc => libc::CLONE_NEWIPC,
+            NsKind::Uts => libc::CLONE_NEWUTS,
+            NsKind::Net => libc::CLONE_NEWNET,
+            NsKind::Cgroup => libc::CLONE_NEWCGROUP,
+            NsKind::Time => CLONE_NEWTIME,
+            NsKind::Pid => libc::CLONE_NEWPID,
+            NsKind::Mount => libc::CLONE_NEWNS,
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            NsKind::User => "user",
+            NsKind::Ipc => "ipc",
+            NsKind::Uts => "uts",
+            NsKind::Net => "net",
+            NsKind::Cgroup => "cgroup",
+            NsKind::Time => "time",
+            NsKind::Pid => "pid",
+            NsKind::Mount => "mnt",
+        }
+    }
+
+    fn mode(self, spec: &SpawnSpec) -> &NsMode {
+        let ns = &spec.namespaces;
+        match self {
+            NsKind::User => &ns.user,
+            NsKind::Ipc => &ns.ipc,
+            NsKind::Uts => &ns.uts,
+            NsKind::Net => &ns.net,
+            NsKind::Cgroup => &ns.cgroup,
+            NsKind::Time => &ns.time,
+            NsKind::Pid => &ns.pid,
+            NsKind::Mount => &ns.mount,
+        }
+    }
+}
+
+/// `CLONE_NEWTIME` (5.6+); its value (0x80) overlaps `CSIGNAL`, so it is only valid for
+/// `unshare`/`setns`/clone3 — we only ever `unshare` it.
+pub(super) const CLONE_NEWTIME: libc::c_int = 0x80;
+
+/// Where a standard descriptor of the child comes from.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum StdioSrc {
+    Inherit,
+    Fd(RawFd),
+}
+
+/// One mount-namespace operation, run in order by the child.
+#[derive(Debug)]
+pub(super) enum MountOp {
+    /// `mount(2)`. `optional`: skip when the target does not exist.
+    Mount {
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+        optional: bool,
+    },
+    /// `mount(NULL, "/", NULL, MS_REC|propagation)`.
+    Propagation { flags: libc::c_ulong },
+    /// `mkdir` each, parents first; EEXIST is fine.
+    Mkdirs { dirs: Vec<CString> },
+    /// Create `target` like `source` (directory or empty file) unless it exists.
+    CreateTarget { source: CString, target: CString },
+    /// Make the mount at `target` read-only, recursively.
+    ReadOnly { target: CString },
+    /// Enter `root` (pivot_root, or MS_MOVE + chroot on the initramfs).
+    PivotRoot { root: CString },
+}
+
+impl MountOp {
+    pub(super) fn step(&self) -> Step {
+        match self {
+            MountOp::Mount { .. } => Step::Mount,
+            MountOp::Propagation { .. } => Step::Propagation,
+            MountOp::Mkdirs { .. } | MountOp::CreateTarget { .. } => Step::BindTarget,
+            MountOp::ReadOnly { .. } => Step::ReadOnly,
+            MountOp::PivotRoot { .. } => Step::PivotRoot,
+        }
+    }
+}
+
+/// Everything the child needs, allocated up front. Raw pointers point into the `CString`s the
+/// plan owns (their heap buffers never move).
+#[derive(Debug)]
+pub(super) struct Plan {
+    pub path: CString,
+    _argv: Vec<CString>,
+    pub argv: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    pub envp: Vec<*const libc::c_char>,
+    pub cwd: CString,
+    pub umask: libc::mode_t,
+    pub creds: Option<Credentials>,
+    pub new_session: bool,
+    /// Namespace flags for clone3 (CLONE_NEW*).
+    pub clone_flags: u64,
+    /// User first: the child asks for its maps right after clone.
+    pub early_maps: bool,
+    /// `setns` targets in [`NsKind::ALL`] order.
+    pub joins: Vec<(NsKind, RawFd)>,
+    /// Joining a PID namespace: fork once more after the joins.
+    pub pid_join: bool,
+    /// New namespaces the child `unshare`s after the joins.
+    pub unshare_flags: libc::c_int,
+    /// New time namespace: the lines for `/proc/self/timens_offsets`.
+    pub time_offsets: Option<[Vec<u8>; 2]>,
+    pub loopback: bool,
+    pub hostname: Option<Vec<u8>>,
+    pub sysctls: Vec<(CString, Vec<u8>)>,
+    pub sysctl_keys: Vec<String>,
+    pub mounts: Vec<MountOp>,
+    /// What each mount op is about, for messages.
+    pub mount_subjects: Vec<String>,
+    /// Joins and a new user namespace: create it last and ask for the maps then.
+    pub late_user: bool,
+    pub uid_map: String,
+    pub gid_map: String,
+    pub cgroup: Option<PathBuf>,
+    /// Fallback without clone3: `<cgroup>/cgroup.procs`, which the child writes "0" to.
+    pub cgroup_procs: Option<CString>,
+    pub needs_null: bool,
+}
+
+fn cstr(what: &str, bytes: &[u8]) -> Result<CString, SpawnError> {
+    CString::new(bytes).map_err(|_| SpawnError::Invalid(format!("{what} contains a NUL byte")))
+}
+
+fn cpath(what: &str, p: &Path) -> Result<CString, SpawnError> {
+    cstr(what, p.as_os_str().as_bytes())
+}
+
+fn absolute(what: &str, p: &Path) -> Result<(), SpawnError> {
+    if p.is_absolute() {
+        Ok(())
+    } else {
+        Err(SpawnError::Invalid(format!(
+            "{what} {} is not an absolute path",
+            p.display()
+        )))
+    }
+}
+
+/// `root` + `path` (absolute inside the root).
+fn under(root: Option<&Path>, path: &Path) -> PathBuf {
+    match root {
+        None => path.to_path_buf(),
+        Some(r) => r.join(path.strip_prefix("/").unwrap_or(path)),
+    }
+}
+
+/// The ancestors of `path` below `/` (or below `root`), outermost first, excluding `path`.
+fn ancestors_to_create(root: Option<&Path>, path: &Path) -> Vec<PathBuf> {
+    let stop = root.unwrap_or(Path::new("/"));
+    let mut dirs: Vec<PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .take_while(|a| *a != stop && a.starts_with(stop) && a.as_os_str().len() > 1)
+        .map(Path::to_path_buf)
+        .collect();
+    dirs.reverse();
+    dirs
+}
+
+fn sysctl_path(key: &str) -> PathBuf {
+    let rel = if key.contains('/') {
+        key.trim_start_matches('/').to_owned()
+    } else {
+        key.replace('.', "/")
+    };
+    Path::new("/proc/sys").join(rel)
+}
+
+fn map_text(maps: &[super::spec::IdMap]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.inside, m.outside, m.count))
+        .collect()
+}
+
+impl Plan {
+    pub(super) fn new(spec: &SpawnSpec) -> Result<Plan, SpawnError> {
+        let ns = &spec.namespaces;
+        let program = spec
+            .argv
+            .first()
+            .ok_or_else(|| SpawnError::Invalid("empty argv".into()))?;
+        absolute("program", Path::new(program))?;
+        absolute("working directory", &spec.working_directory)?;
+        let argv_c = spec
+            .argv
+            .iter()
+            .map(|a| cstr("argument", a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp_c = spec
+            .env
+            .iter()
+            .map(|(k, v)| {
+                if k.is_empty() || k.as_bytes().contains(&b'=') {
+                    return Err(SpawnError::Invalid(format!(
+                        "bad environment variable name {k:?}"
+                    )));
+                }
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                cstr("environment", &kv)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+
+        // --- namespaces and their consistency
+        let mount_new = ns.mount.is_new();
+        if ns.hostname.is_some() && !ns.uts.is_new() {
+            return Err(SpawnError::Invalid(
+                "hostname needs a new uts namespace".into(),
+            ));
+        }
+        if !ns.mounts.is_empty() && !mount_new {
+            return Err(SpawnError::Invalid(
+                "mount setup needs a new mount namespace".into(),
+            ));
+        }
+        let time_new = ns.time.is_new();
+        if (!ns.monotonic_offset.is_zero() || !ns.boottime_offset.is_zero()) && !time_new {
+            return Err(SpawnError::Invalid(
+                "clock offsets need a new time namespace".into(),
+            ));
+        }
+        let user_new = ns.user.is_new();
+        if user_new && (ns.uid_map.is_empty() || ns.gid_map.is_empty()) {
+            return Err(SpawnError::Invalid(
+                "a new user namespace needs a uid map and a gid map".into(),
+            ));
+        }
+        if !user_new && (!ns.uid_map.is_empty() || !ns.gid_map.is_empty()) {
+            return Err(SpawnError::Invalid(
+                "id maps need a new user namespace".into(),
+            ));
+        }
+
+        let mut joins = Vec::new();
+        let mut new_flags: libc::c_int = 0;
+        for kind in NsKind::ALL {
+            match kind.mode(spec) {
+                NsMode::Host => {}
+                NsMode::New => new_flags |= kind.flag(),
+                NsMode::Join(fd) => joins.push((kind, fd.as_raw_fd())),
+            }
+        }
+        let pid_join = matches!(ns.pid, NsMode::Join(_));
+        let user_first = user_new && joins.is_empty();
+        // The time namespace is always unshared by the child (DESIGN §8: created by clone3 its
+        // offsets are frozen before they can be written).
+        let without_time = new_flags & !CLONE_NEWTIME;
+        let (clone_flags, mut unshare_flags, late_user) = if user_first {
+            (without_time, 0, false)
+        } else {
+            (
+                without_time & libc::CLONE_NEWPID,
+                without_time & !(libc::CLONE_NEWPID | libc::CLONE_NEWUSER),
+                user_new,
+            )
+        };
+        let mut clone_flags = clone_flags as u32 as u64;
+        let cgroup_procs = match &spec.cgroup {
+            Some(c) => Some(cpath("cgroup", &c.join("cgroup.procs"))?),
+            None => None,
+        };
+        if spec.legacy_clone && clone_flags & libc::CLONE_NEWCGROUP as u64 != 0 {
+            // Without CLONE_INTO_CGROUP the child joins its cgroup after clone; a cgroup
+            // namespace made before that would be rooted at the daemon's cgroup.
+            clone_flags &= !(libc::CLONE_NEWCGROUP as u64);
+            unshare_flags |= libc::CLONE_NEWCGROUP;
+        }
+
+        let time_offsets = if time_new {
+            let line = |clock: libc::clockid_t, d: std::time::Duration| {
+                format!("{clock} {} {}\n", d.as_secs(), d.subsec_nanos()).into_bytes()
+            };
+            Some([
+                line(libc::CLOCK_MONOTONIC, ns.monotonic_offset),
+                line(libc::CLOCK_BOOTTIME, ns.boottime_offset),
+            ])
+        } else {
+            None
+        };
+
+        let hostname = ns.hostname.as_ref().map(|h| h.as_bytes().to_vec());
+        let mut sysctls = Vec::new();
+        for (k, v) in &ns.sysctls {
+            if k.contains("..") {
+                return Err(SpawnError::Invalid(format!("bad sysctl name {k:?}")));
+            }
+            sysctls.push((cpath("sysctl", &sysctl_path(k))?, v.as_bytes().to_vec()));
+        }
+
+        // --- mounts
+        let mut mounts = Vec::new();
+        let mut subjects = Vec::new();
+        if mount_new {
+            Self::plan_mounts(spec, &mut mounts, &mut subjects)?;
+        }
+
+        let creds = match (&spec.credentials, user_new) {
+            (Some(c), _) => Some(c.clone()),
+            (None, true) => Some(Credentials {
+                uid: 0,
+                gid: 0,
+                groups: Vec::new(),
+            }),
+            (None, false) => None,
+        };
+
+        let needs_null = [&spec.stdin, &spec.stdout, &spec.stderr]
+            .iter()
+            .any(|s| matches!(s, Stdio::Null));
+
+        let argv = ptrs(&argv_c);
+        let envp = ptrs(&envp_c);
+        Ok(Plan {
+            path: cstr("program", program.as_bytes())?,
+            _argv: argv_c,
+            argv,
+            _envp: envp_c,
+            envp,
+            cwd: cpath("working directory", &spec.working_directory)?,
+            umask: spec.umask as libc::mode_t,
+            creds,
+            new_session: spec.new_session,
+            clone_flags,
+            early_maps: user_first,
+            joins,
+            pid_join,
+            unshare_flags,
+            time_offsets,
+            loopback: ns.net.is_new(),
+            hostname,
+            sysctls,
+            sysctl_keys: ns.sysctls.iter().map(|(k, _)| k.clone()).collect(),
+            mounts,
+            mount_subjects: subjects,
+            late_user,
+            uid_map: map_text(&ns.uid_map),
+            gid_map: map_text(&ns.gid_map),
+            cgroup: spec.cgroup.clone(),
+            cgroup_procs,
+            needs_null,
+        })
+    }
+
+    fn plan_mounts(
+        spec: &SpawnSpec,
+        ops: &mut Vec<MountOp>,
+        subjects: &mut Vec<String>,
+    ) -> Result<(), SpawnError> {
+        let ns = &spec.namespaces;
+        let m = &ns.mounts;
+        let root = m.root.as_deref();
+        let mut push = |op: MountOp, subject: String| {
+            ops.push(op);
+            subjects.push(subject);
+        };
+        let prop = match m.propagation {
+            Propagation::Private => libc::MS_PRIVATE,
+            Propagation::Slave => libc::MS_SLAVE,
+            Propagation::Shared => libc::MS_SHARED,
+        };
+        push(
+            MountOp::Propagation {
+                flags: libc::MS_REC | prop,
+            },
+            "/".into(),
+        );
+        if let Some(r) = root {
+            absolute("root", r)?;
+            // pivot_root needs the new root to be a mount point: bind it onto itself.
+            let rc = cpath("root", r)?;
+            push(
+                MountOp::Mount {
+                    source: Some(rc.clone()),
+                    target: rc,
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                    optional: false,
+                },
+                format!("{} (bind onto itself)", r.display()),
+            );
+        }
+        let fs_mount = |fstype: &str,
+                        target: PathBuf,
+                        flags: libc::c_ulong,
+                        data: Option<&str>,
+                        optional: bool|
+         -> Result<(MountOp, String), SpawnError> {
+            let subject = format!("{fstype} on {}", target.display());
+            Ok((
+                MountOp::Mount {
+                    source: Some(cstr("fstype", fstype.as_bytes())?),
+                    target: cpath("mount target", &target)?,
+                    fstype: Some(cstr("fstype", fstype.as_bytes())?),
+                    flags,
+                    data: data.map(|d| cstr("mount data", d.as_bytes())).transpose()?,
+                    optional,
+                },
+                subject,
+            ))
+        };
+        let safe = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        if !ns.pid.is_host() {
+            // A /proc that shows the service's PID namespace (the mounter's active one).
+            let (op, s) = fs_mount("proc", under(root, Path::new("/proc")), safe, None, false)?;
+            push(op, s);
+        }
+        if ns.cgroup.is_new() {
+            // The service sees its own cgroup as the root of /sys/fs/cgroup, like /proc/self/cgroup.
+            let (op, s) = fs_mount(
+                "cgroup2",
+                under(root, Path::new("/sys/fs/cgroup")),
+                safe,
+                None,
+                true,
+            )?;
+            push(op, s);
+        }
+        if m.private_tmp {
+            let (op, s) = fs_mount(
+                "tmpfs",
+                under(root, Path::new("/tmp")),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some("mode=1777"),
+                false,
+            )?;
+            push(op, s);
+        }
+        let mut read_only = Vec::new();
+        for b in &m.binds {
+            absolute("bind source", &b.source)?;
+            absolute("bind target", &b.target)?;
+            let target = under(root, &b.target);
+            let subject = format!("{} to {}", b.source.display(), target.display());
+            let dirs = ancestors_to_create(root, &target)
+                .iter()
+                .map(|d| cpath("bind target", d))
+                .collect::<Result<Vec<_>, _>>()?;
+            push(MountOp::Mkdirs { dirs }, subject.clone());
+            let source = cpath("bind source", &b.source)?;
+            let tc = cpath("bind target", &target)?;
+            push(
+                MountOp::CreateTarget {
+                    source: source.clone(),
+                    target: tc.clone(),
+                },
+                subject.clone(),
+            );
+            push(
+                MountOp::Mount {
+                    source: Some(source),
+                    target: tc.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                    optional: false,
+                },
+                format!("bind {subject}"),
+            );
+            if b.read_only {
+                read_only.push((tc, target));
+            }
+        }
+        for p in &m.read_only_paths {
+            absolute("read-only path", p)?;
+            let target = under(root, p);
+            let tc = cpath("read-only path", &target)?;
+            // A bind onto itself makes the path its own mount, so read-only stops there.
+            push(
+                MountOp::Mount {
+                    source: Some(tc.clone()),
+                    target: tc.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                    optional: false,
+                },
+                target.display().to_string(),
+            );
+            read_only.push((tc, target));
+        }
+        for (tc, target) in read_only {
+            push(
+                MountOp::ReadOnly { target: tc },
+                target.display().to_string(),
+            );
+        }
+        if let Some(r) = root {
+            push(
+                MountOp::PivotRoot {
+                    root: cpath("root", r)?,
+                },
+                r.display().to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The subject shown after the step's verb in an error message.
+    pub(super) fn subject(&self, spec: &SpawnSpec, step: Step, index: u32) -> String {
+        let i = index as usize;
+        let lossy = |s: &OsStr| String::from_utf8_lossy(s.as_bytes()).into_owned();
+        match step {
+            Step::Exec => spec.argv.first().map(|a| lossy(a)).unwrap_or_default(),
+            Step::Chdir => spec.working_directory.display().to_string(),
+            Step::JoinCgroup => self
+                .cgroup
+                .as_ref()
+                .map(|c| c.display().to_string())
+                .unwrap_or_default(),
+            Step::Setuid => self
+                .creds
+                .as_ref()
+                .map(|c| c.uid.to_string())
+                .unwrap_or_default(),
+            Step::Setgid => self
+                .creds
+                .as_ref()
+                .map(|c| c.gid.to_string())
+                .unwrap_or_default(),
+            Step::Setgroups => self
+                .creds
+                .as_ref()
+                .map(|c| {
+                    c.groups
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            Step::Setns => NsKind::ALL
+                .get(i)
+                .map(|k| k.name().to_owned())
+                .unwrap_or_default(),
+            Step::Unshare => NsKind::ALL
+                .iter()
+                .filter(|k| self.unshare_flags & k.flag() != 0)
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            Step::Hostname => spec.namespaces.hostname.clone().unwrap_or_default(),
+            Step::Sysctl => self.sysctl_keys.get(i).cloned().unwrap_or_default(),
+            Step::Stdio => ["stdin", "stdout", "stderr"]
+                .get(i)
+                .map(|s| (*s).to_owned())
+                .unwrap_or_default(),
+            Step::Mount
+            | Step::Propagation
+            | Step::BindTarget
+            | Step::ReadOnly
+            | Step::PivotRoot => self.mount_subjects.get(i).cloned().unwrap_or_default(),
+            Step::Signals
+            | Step::Setsid
+            | Step::WaitParent
+            | Step::ForkPid
+            | Step::UnshareUser
+            | Step::TimeNamespace
+            | Step::TimeOffsets
+            | Step::TimeEnter
+            | Step::Loopback => String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::spec::{Bind, IdMap};
+
+    #[test]
+    fn sysctl_keys_become_proc_paths() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_unprivileged_port_start"),
+            Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.1/forwarding"),
+            Path::new("/proc/sys/net/ipv4/conf/eth0.1/forwarding")
+        );
+    }
+
+    #[test]
+    fn ancestors_stop_at_the_root() {
+        assert_eq!(
+            ancestors_to_create(Some(Path::new("/srv/r")), Path::new("/srv/r/a/b/c")),
+            vec![PathBuf::from("/srv/r/a"), PathBuf::from("/srv/r/a/b")]
+        );
+        assert_eq!(
+            ancestors_to_create(None, Path::new("/a/b")),
+            vec![PathBuf::from("/a")]
+        );
+        assert!(ancestors_to_create(None, Path::new("/a")).is_empty());
+    }
+
+    #[test]
+    fn user_first_when_nothing_is_joined() {
+        let mut spec = SpawnSpec::new(["/bin/true"]);
+        spec.namespaces.user = NsMode::New;
+        spec.namespaces.net = NsMode::New;
+        spec.namespaces.pid = NsMode::New;
+        spec.namespaces.mount = NsMode::New;
+        spec.namespaces.uid_map = vec![IdMap::root_to(100000)];
+        spec.namespaces.gid_map = vec![IdMap::root_to(100000)];
+        let p = Plan::new(&spec).unwrap();
+        assert!(p.early_maps && !p.late_user);
+        let want =
+            libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWPID | libc::CLONE_NEWNS;
+        assert_eq!(p.clone_flags, want as u64);
+        assert_eq!(p.unshare_flags, 0);
+        assert_eq!(p.uid_map, "0 100000 1\n");
+        assert_eq!(
+            p.creds,
+            Some(Credentials {
+                uid: 0,
+                gid: 0,
+                groups: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn joins_come_before_a_late_user_namespace() {
+        let net = std::fs::File::open("/proc/self/ns/net").unwrap();
+        let mut spec = SpawnSpec::new(["/bin/true"]);
+        spec.namespaces.user = NsMode::New;
+        spec.namespaces.net = NsMode::Join(net.into());
+        spec.namespaces.pid = NsMode::New;
+        spec.namespaces.uts = NsMode::New;
+        spec.namespaces.uid_map = vec![IdMap::root_to(100000)];
+        spec.namespaces.gid_map = vec![IdMap::root_to(100000)];
+        let p = Plan::new(&spec).unwrap();
+        assert!(!p.early_maps && p.late_user);
+        assert_eq!(p.clone_flags, libc::CLONE_NEWPID as u64);
+        assert_eq!(p.unshare_flags, libc::CLONE_NEWUTS);
+        assert_eq!(p.joins.len(), 1);
+        assert_eq!(p.joins[0].0, NsKind::Net);
+    }
+
+    #[test]
+    fn time_is_never_a_clone_flag() {
+        let mut spec = SpawnSpec::new(["/bin/true"]);
+        spec.namespaces.time = NsMode::New;
+        spec.namespaces.boottime_offset = std::time::Duration::from_secs(3600);
+        let p = Plan::new(&spec).unwrap();
+        assert_eq!(p.clone_flags, 0);
+        assert_eq!(p.unshare_flags, 0);
+        let offsets = p.time_offsets.unwrap();
+        assert_eq!(offsets[1], b"7 3600 0\n");
+    }
+
+    #[test]
+    fn inconsistent_specs_are_refused() {
+        let mut spec = SpawnSpec::new(["/bin/true"]);
+        spec.namespaces.hostname = Some("x".into());
+        assert!(matches!(Plan::new(&spec), Err(SpawnError::Invalid(_))));
+
+        let mut spec = SpawnSpec::new(["bin/true"]);
+        spec.namespaces.uts = NsMode::New;
+        assert!(matches!(Plan::new(&spec), Err(SpawnError::Invalid(_))));
+
+        let mut spec = SpawnSpec::new(["/bin/true"]);
+        spec.namespaces.mounts.private_tmp = true;
+        assert!(matches!(Plan::new(&spec), Err(SpawnError::Invalid(_))));
+
+        let mut spec = SpawnSpec::new(["/bin/true"]);
+        spec.namespaces.user = NsMode::New;
+        assert!(matches!(Plan::new(&spec), Err(SpawnError::Invalid(_))));
+
+        let mut spec = SpawnSpec::new(["/bin/true"]);
+        spec.env("A=B", "c");
+        assert!(matches!(Plan::new(&spec), Err(SpawnError::Invalid(_))));
+    }
+
+    #[test]
+    fn mounts_are_ordered_binds_before_read_only() {
+        let mut spec = SpawnSpec::new(["/bin/true"]);
+        spec.namespaces.mount = NsMode::New;
+        spec.namespaces.pid = NsMode::New;
+        spec.namespaces.mounts.root = Some("/srv/r".into());
+        spec.namespaces.mounts.private_tmp = true;
+        spec.namespaces.mounts.read_only_paths = vec!["/etc".into()];
+        spec.namespaces.mounts.binds = vec![Bind {
+            source: "/data".into(),
+            target: "/mnt/data".into(),
+            read_only: true,
+        }];
+        let p = Plan::new(&spec).unwrap();
+        let kinds: Vec<String> = p
+            .mounts
+            .iter()
+            .zip(&p.mount_subjects)
+            .map(|(op, s)| format!("{} {s}", op.step()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "mount propagation /",
+                "mount /srv/r (bind onto itself)",
+                "mount proc on /srv/r/proc",
+                "mount tmpfs on /srv/r/tmp",
+                "creating bind target /data to /srv/r/mnt/data",
+                "creating bind target /data to /srv/r/mnt/data",
+                "mount bind /data to /srv/r/mnt/data",
+                "mount /srv/r/etc",
+                "read-only /srv/r/mnt/data",
+                "read-only /srv/r/etc",
+                "pivot_root /srv/r",
+            ]
+        );
+    }
+}
