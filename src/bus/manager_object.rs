@@ -1,0 +1,133 @@
+//! `org.corral1.Manager` at `/org/corral1` (DESIGN §4). One instance per connection, holding the
+//! peer's kernel uid so that state-changing methods can be judged without asking the caller.
+//! Every method forwards to the manager task; nothing here holds unit state.
+
+use std::sync::Arc;
+
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedObjectPath;
+use zbus::{fdo, interface};
+
+use super::request::{JobKind, Request};
+use super::server::ServerInfo;
+use super::{Access, Error, ManagerHandle, parse_unit, unit_path};
+
+/// One row of `ListUnits`: name, description, load state, active state, sub state, object.
+pub type UnitRow = (String, String, String, String, String, OwnedObjectPath);
+
+/// The manager object of one connection.
+#[derive(Debug)]
+pub struct ManagerObject {
+    manager: ManagerHandle,
+    access: Access,
+    /// The peer's uid from `SO_PEERCRED`; `None` if the kernel could not tell.
+    peer_uid: Option<u32>,
+    info: Arc<ServerInfo>,
+}
+
+impl ManagerObject {
+    pub fn new(
+        manager: ManagerHandle,
+        access: Access,
+        peer_uid: Option<u32>,
+        info: Arc<ServerInfo>,
+    ) -> Self {
+        ManagerObject {
+            manager,
+            access,
+            peer_uid,
+            info,
+        }
+    }
+
+    async fn job(&self, method: &str, name: &str, kind: JobKind) -> Result<u32, Error> {
+        self.access.check(self.peer_uid, method)?;
+        let unit = parse_unit(name)?;
+        self.manager.queue_job(unit, kind).await
+    }
+}
+
+#[interface(name = "org.corral1.Manager", introspection_docs = false)]
+impl ManagerObject {
+    /// Every unit: name, description, load state, active state, sub state, object path.
+    #[zbus(out_args("units"))]
+    async fn list_units(&self) -> Result<Vec<UnitRow>, Error> {
+        let mut units = self.manager.list_units().await?;
+        units.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(units
+            .into_iter()
+            .map(|u| {
+                let path = unit_path(&u.name);
+                (
+                    u.name.to_string(),
+                    u.description,
+                    u.load_state.as_str().to_string(),
+                    u.active_state.as_str().to_string(),
+                    u.sub_state.to_string(),
+                    path,
+                )
+            })
+            .collect())
+    }
+
+    /// The object path of a known unit.
+    #[zbus(out_args("unit"))]
+    async fn get_unit(&self, name: &str) -> Result<OwnedObjectPath, Error> {
+        let unit = parse_unit(name)?;
+        let path = unit_path(&unit);
+        self.manager
+            .ask(|reply| Request::GetUnit { unit, reply })
+            .await??;
+        Ok(path)
+    }
+
+    /// Queue a start job; returns its id at once, `JobRemoved` tells how it ended.
+    #[zbus(out_args("job"))]
+    async fn start_unit(&self, name: &str) -> Result<u32, Error> {
+        self.job("StartUnit", name, JobKind::Start).await
+    }
+
+    #[zbus(out_args("job"))]
+    async fn stop_unit(&self, name: &str) -> Result<u32, Error> {
+        self.job("StopUnit", name, JobKind::Stop).await
+    }
+
+    #[zbus(out_args("job"))]
+    async fn restart_unit(&self, name: &str) -> Result<u32, Error> {
+        self.job("RestartUnit", name, JobKind::Restart).await
+    }
+
+    /// A job ended: its id, its unit, and `done`, `failed`, `timeout`, `dependency` or
+    /// `canceled`.
+    #[zbus(signal)]
+    pub async fn job_removed(
+        emitter: &SignalEmitter<'_>,
+        id: u32,
+        unit: &str,
+        result: &str,
+    ) -> zbus::Result<()>;
+
+    /// A unit changed state.
+    #[zbus(signal)]
+    pub async fn unit_state_changed(
+        emitter: &SignalEmitter<'_>,
+        unit: &str,
+        active_state: &str,
+        sub_state: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    async fn version(&self) -> fdo::Result<String> {
+        Ok(self.info.version.clone())
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    async fn mode(&self) -> fdo::Result<String> {
+        Ok(self.info.mode.as_str().to_string())
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    async fn cgroup_root(&self) -> fdo::Result<String> {
+        Ok(self.info.cgroup_root.clone())
+    }
+}

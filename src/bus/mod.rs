@@ -1,0 +1,146 @@
+//! The D-Bus API (DESIGN §4): `org.corral1.Manager` at `/org/corral1`, one `org.corral1.Unit`
+//! object per unit at `/org/corral1/unit/ESCAPED`, served on the private peer-to-peer socket
+//! ([`server`]) — and, later, on the system or session bus.
+//!
+//! The bus layer owns no unit state. Interface methods check the caller's privilege
+//! ([`access`]), parse names, then `send` a [`Request`] to the manager task and await its
+//! `oneshot` reply; what the manager announces ([`Notification`]) is turned into signals and
+//! object (un)registrations on every connection. [`ManagerHandle`] is the pair of channels.
+//!
+//! Layout: [`request`] (the manager boundary, zbus-free), [`error`] (stable error names),
+//! [`access`] (who may change state), [`hello`] (the `org.freedesktop.DBus.Hello` shim busctl
+//! needs on a peer-to-peer socket), [`manager_object`] and [`unit_object`] (the interfaces),
+//! [`server`] (socket, accept loop, per-connection task).
+
+pub mod access;
+pub mod error;
+pub mod hello;
+pub mod manager_object;
+pub mod request;
+pub mod server;
+pub mod unit_object;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use zbus::zvariant::{ObjectPath, OwnedObjectPath};
+
+use crate::unit::UnitName;
+
+pub use access::{Access, Mode};
+pub use error::{CorralError, Error, ServerError};
+pub use request::{
+    JobKind, LoadState, Notification, Request, RequestError, UnitProperties, UnitSummary,
+};
+pub use server::{PrivateServer, ServerInfo};
+
+/// The well-known bus name.
+pub const BUS_NAME: &str = "org.corral1";
+/// The manager object.
+pub const MANAGER_PATH: &str = "/org/corral1";
+pub const MANAGER_INTERFACE: &str = "org.corral1.Manager";
+/// Parent of every unit object.
+pub const UNIT_PATH_PREFIX: &str = "/org/corral1/unit";
+pub const UNIT_INTERFACE: &str = "org.corral1.Unit";
+
+/// The object path of a unit: `/org/corral1/unit/web_2eservice`.
+pub fn unit_path(name: &UnitName) -> OwnedObjectPath {
+    // The escaped component is non-empty `[A-Za-z0-9_]+` by construction (a `UnitName` is never
+    // empty), which is exactly what an object path element may hold.
+    ObjectPath::from_string_unchecked(format!(
+        "{UNIT_PATH_PREFIX}/{}",
+        name.object_path_component()
+    ))
+    .into()
+}
+
+/// The unit an object path names, if it is a unit path at all.
+pub fn unit_from_path(path: &str) -> Option<UnitName> {
+    let component = path.strip_prefix(UNIT_PATH_PREFIX)?.strip_prefix('/')?;
+    UnitName::from_object_path_component(component)
+}
+
+/// The bus layer's link to the manager task: requests go in through an `mpsc`, announcements
+/// come out through a `broadcast` that every connection subscribes to.
+#[derive(Debug, Clone)]
+pub struct ManagerHandle {
+    requests: mpsc::Sender<Request>,
+    notifications: broadcast::Sender<Notification>,
+}
+
+impl ManagerHandle {
+    /// The manager keeps the `mpsc::Receiver` and the `broadcast::Sender` (to announce on).
+    pub fn new(
+        requests: mpsc::Sender<Request>,
+        notifications: broadcast::Sender<Notification>,
+    ) -> Self {
+        ManagerHandle {
+            requests,
+            notifications,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Notification> {
+        self.notifications.subscribe()
+    }
+
+    /// Sends one request and waits for its reply.
+    pub(crate) async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::manager_gone())?;
+        rx.await.map_err(|_| Error::manager_gone())
+    }
+
+    pub(crate) async fn list_units(&self) -> Result<Vec<UnitSummary>, Error> {
+        self.ask(|reply| Request::ListUnits { reply }).await
+    }
+
+    pub(crate) async fn properties(&self, unit: &UnitName) -> Result<UnitProperties, Error> {
+        let unit = unit.clone();
+        Ok(self
+            .ask(|reply| Request::GetProperties { unit, reply })
+            .await??)
+    }
+
+    pub(crate) async fn queue_job(&self, unit: UnitName, kind: JobKind) -> Result<u32, Error> {
+        Ok(self
+            .ask(|reply| Request::QueueJob { unit, kind, reply })
+            .await??)
+    }
+}
+
+/// Parses a unit name given by a caller; a bad name is `InvalidUnit`, never a path.
+pub(crate) fn parse_unit(name: &str) -> Result<UnitName, Error> {
+    UnitName::parse(name).map_err(|e| Error::Corral(CorralError::InvalidUnit(e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_paths_round_trip() {
+        for s in [
+            "web.service",
+            "-.slice",
+            "apps-batch.slice",
+            "1x@y:z.service",
+        ] {
+            let name = UnitName::parse(s).expect("valid");
+            let path = unit_path(&name);
+            assert!(path.as_str().starts_with("/org/corral1/unit/"), "{path}");
+            assert_eq!(unit_from_path(path.as_str()), Some(name));
+        }
+        assert_eq!(
+            unit_path(&UnitName::parse("web.service").expect("valid")).as_str(),
+            "/org/corral1/unit/web_2eservice"
+        );
+        assert_eq!(unit_from_path("/org/corral1"), None);
+        assert_eq!(unit_from_path("/org/corral1/unitx/web_2eservice"), None);
+        assert_eq!(unit_from_path("/org/corral1/unit/web_2fservice"), None);
+    }
+}

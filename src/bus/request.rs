@@ -1,0 +1,156 @@
+//! The boundary between the D-Bus layer and the manager task (STYLE: one task owns all unit
+//! state; D-Bus methods only send it messages).
+//!
+//! - [`Request`]: what a D-Bus method asks of the manager, each with a `oneshot` reply. The
+//!   manager task owns the `mpsc::Receiver<Request>` and answers every request it receives
+//!   (dropping the reply sender makes the caller see `org.freedesktop.DBus.Error.Failed`).
+//! - [`Notification`]: what the manager announces (units appearing and disappearing, jobs
+//!   ending, state transitions); sent on a `broadcast` channel that every bus connection
+//!   subscribes to, and turned into signals and object (un)registrations there.
+//!
+//! This file deliberately knows nothing of zbus: the manager sits below the bus layer and
+//! must not depend on it, so when the manager lands it can import these types (or the file can
+//! move to `manager/` unchanged). Refusals are a plain [`RequestError`]; `bus::error` maps them
+//! to the stable `org.corral1.Error.*` names.
+
+use tokio::sync::oneshot;
+
+use crate::manager::state::{ActiveState, JobResult, UnitResult};
+use crate::unit::UnitName;
+
+/// Whether a unit's files could be used (`LoadState` on D-Bus).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadState {
+    Loaded,
+    /// The unit's files had errors ([`UnitProperties::load_error`] says which).
+    Error,
+    /// Referenced (e.g. by `wants`) but no file exists.
+    NotFound,
+}
+
+impl LoadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadState::Loaded => "loaded",
+            LoadState::Error => "error",
+            LoadState::NotFound => "not-found",
+        }
+    }
+}
+
+/// One row of `ListUnits`; the bus adds the object path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSummary {
+    pub name: UnitName,
+    pub description: String,
+    pub load_state: LoadState,
+    pub active_state: ActiveState,
+    /// A service's [`SubState`](crate::manager::state::SubState) as a string, or a slice's
+    /// `active`/`dead` (slices have no service state machine).
+    pub sub_state: &'static str,
+}
+
+/// A snapshot of one unit's state properties (`org.corral1.Unit`). Usage figures read from
+/// the cgroup (MemoryCurrent, …) are not here yet: they are read when asked (issue 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitProperties {
+    pub name: UnitName,
+    pub description: String,
+    pub load_state: LoadState,
+    /// Empty unless `load_state` is [`LoadState::Error`].
+    pub load_error: String,
+    pub active_state: ActiveState,
+    /// As in [`UnitSummary::sub_state`].
+    pub sub_state: &'static str,
+    pub result: UnitResult,
+    /// 0 when there is no main process (systemd's convention).
+    pub main_pid: u32,
+    pub exit_status: i32,
+    pub n_restarts: u32,
+    /// Relative to the cgroup2 mount, e.g. `/system.slice/web.service`.
+    pub control_group: String,
+    /// The slice the unit lives in; empty for the root slice.
+    pub slice: String,
+}
+
+/// What a job does to its unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Start => "start",
+            JobKind::Stop => "stop",
+            JobKind::Restart => "restart",
+        }
+    }
+}
+
+/// Why the manager refused a request. Every variant becomes a stable D-Bus error name
+/// (`org.corral1.Error.<Variant>`); the message says what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("unit {0} is not loaded")]
+    NoSuchUnit(UnitName),
+    #[error("{0}")]
+    InvalidUnit(String),
+    #[error("{0}")]
+    InvalidLimit(String),
+    #[error("{0}")]
+    JobFailed(String),
+    #[error("{0}")]
+    NotSupported(String),
+}
+
+/// One request to the manager task. The bus has already checked the caller's privilege and
+/// parsed the unit name; the manager checks everything that depends on its state.
+#[derive(Debug)]
+pub enum Request {
+    /// Every unit the manager knows, loaded or not.
+    ListUnits {
+        reply: oneshot::Sender<Vec<UnitSummary>>,
+    },
+    /// Whether the unit is known (`GetUnit`); `NoSuchUnit` if not.
+    GetUnit {
+        unit: UnitName,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// The unit's state properties.
+    GetProperties {
+        unit: UnitName,
+        reply: oneshot::Sender<Result<UnitProperties, RequestError>>,
+    },
+    /// Queue a job (with its dependencies) and reply with its id at once; the job's end is
+    /// announced later as [`Notification::JobRemoved`] with the same id.
+    QueueJob {
+        unit: UnitName,
+        kind: JobKind,
+        reply: oneshot::Sender<Result<u32, RequestError>>,
+    },
+}
+
+/// What the manager announces to every bus connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// A unit appeared (loaded, transient, or referenced): its object is served from now on.
+    UnitAdded(UnitName),
+    /// A unit is gone (after `Reload`, a transient unit that stopped): its object is removed.
+    UnitRemoved(UnitName),
+    /// `JobRemoved(uss)`: job id, unit, result.
+    JobRemoved {
+        id: u32,
+        unit: UnitName,
+        result: JobResult,
+    },
+    /// `UnitStateChanged(sss)` on the manager, and `PropertiesChanged` on the unit's object.
+    UnitStateChanged {
+        unit: UnitName,
+        active_state: ActiveState,
+        sub_state: &'static str,
+    },
+}

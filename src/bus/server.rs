@@ -1,0 +1,442 @@
+//! The private peer-to-peer socket (`RUNTIME/private`, DESIGN §1, §4): bound with mode 0600,
+//! accepted in one tokio task, each connection served by its own task as a zbus p2p server
+//! (EXTERNAL authentication) with the [`Hello`] shim, the manager object and one object per unit.
+//!
+//! **Binding.** The socket is bound under a temporary name, chmod'ed to 0600 and renamed into
+//! place, so there is no moment at which it exists with the umask's mode (changing the umask
+//! instead would race with every other thread of the daemon). The rename also replaces a stale
+//! socket; one that still accepts connections belongs to a live daemon and is an error, and
+//! anything at the path that is not a socket is never replaced. The parent (RUNTIME) is created
+//! 0755 when missing.
+//!
+//! **Credentials.** The peer's uid comes from `SO_PEERCRED`, read once at accept — see
+//! [`access`](super::access).
+//!
+//! **Unit objects and zbus.** zbus 5's `ObjectServer` belongs to one connection and dispatches
+//! only paths registered on it, node by node: there is no fallback or subtree handler (an
+//! unregistered path is answered `UnknownObject` by the object server before any user code
+//! sees it, and the `Interface` trait is looked up per node). Intercepting calls with a
+//! `MessageStream` races with the object server's own `UnknownObject` reply, so it is no way out
+//! either. Hence every unit object is registered on every connection: each costs a tree node
+//! with zbus's three standard interfaces plus our small [`UnitObject`] (a name and three
+//! handles), and a new connection registers all units before it finishes authentication (so a
+//! client never sees a unit path as unknown). Units that come and go reach every connection as
+//! [`Notification`]s. The cost grows as connections × units; if the benchmark shows it matters,
+//! the alternative is a connection without an `ObjectServer` and a hand-written dispatcher on
+//! its `MessageStream` (Properties, Introspectable and Peer for the unit subtree by hand).
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, warn};
+use zbus::connection::Builder;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::Value;
+use zbus::{AuthMechanism, Connection, Guid, OwnedGuid, fdo, names::InterfaceName};
+
+use super::hello::{HELLO_PATH, Hello};
+use super::manager_object::ManagerObject;
+use super::request::Notification;
+use super::unit_object::UnitObject;
+use super::{
+    Access, Error, MANAGER_PATH, ManagerHandle, Mode, ServerError, UNIT_INTERFACE, unit_path,
+};
+use crate::unit::UnitName;
+
+/// Mode of the private socket: only its owner (root, or the user in user mode) connects.
+pub const SOCKET_MODE: u32 = 0o600;
+/// Mode of a runtime directory we create.
+pub const RUNTIME_DIR_MODE: u32 = 0o755;
+/// A client that has not authenticated by then is dropped.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Properties re-read by clients after a state change (`emits_changed_signal = "invalidates"`).
+const INVALIDATED_ON_STATE_CHANGE: &[&str] = &["Result", "MainPID", "ExitStatus", "NRestarts"];
+
+/// The manager's constant properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub version: String,
+    pub mode: Mode,
+    /// The cgroup root, as an absolute path (`/sys/fs/cgroup/…`).
+    pub cgroup_root: String,
+}
+
+impl ServerInfo {
+    /// This build's version, for a daemon in `mode` owning `cgroup_root`.
+    pub fn new(mode: Mode, cgroup_root: impl Into<String>) -> Self {
+        ServerInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            mode,
+            cgroup_root: cgroup_root.into(),
+        }
+    }
+}
+
+/// What every connection of one server shares (immutable).
+#[derive(Debug)]
+struct Shared {
+    info: Arc<ServerInfo>,
+    access: Access,
+    manager: ManagerHandle,
+    guid: OwnedGuid,
+}
+
+/// A running private-socket server. Dropping it stops accepting and ends every connection;
+/// [`PrivateServer::shutdown`] also removes the socket.
+#[derive(Debug)]
+pub struct PrivateServer {
+    path: PathBuf,
+    accept: JoinHandle<()>,
+}
+
+impl PrivateServer {
+    /// Binds `path` (normally `RUNTIME/private`) and starts serving it on the current tokio
+    /// runtime.
+    pub fn bind(
+        path: impl Into<PathBuf>,
+        info: ServerInfo,
+        access: Access,
+        manager: ManagerHandle,
+    ) -> Result<Self, ServerError> {
+        let path = path.into();
+        let listener = bind_socket(&path)?;
+        let shared = Arc::new(Shared {
+            info: Arc::new(info),
+            access,
+            manager,
+            guid: Guid::generate().into(),
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared));
+        Ok(PrivateServer { path, accept })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops serving and removes the socket.
+    pub fn shutdown(self) {
+        self.accept.abort();
+        if let Err(e) = fs::remove_file(&self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            warn!("removing {}: {e}", self.path.display());
+        }
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        // Aborting the accept task drops its JoinSet, which aborts every connection task.
+        self.accept.abort();
+    }
+}
+
+/// Creates the socket at `path` with mode [`SOCKET_MODE`], atomically (see the module doc).
+fn bind_socket(path: &Path) -> Result<UnixListener, ServerError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => {
+            return Err(ServerError::NoParent {
+                path: path.to_path_buf(),
+            });
+        }
+    };
+    let file_name = path.file_name().ok_or_else(|| ServerError::NoParent {
+        path: path.to_path_buf(),
+    })?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(RUNTIME_DIR_MODE)
+        .create(parent)
+        .map_err(|source| ServerError::CreateDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+
+    match fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_socket() => {
+            // A socket that still accepts belongs to a live daemon; a refused one is stale.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServerError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        Ok(_) => {
+            return Err(ServerError::NotASocket {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ServerError::Stat {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    }
+
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = parent.join(tmp_name);
+    // Left over by an earlier process with our pid, or by a failed attempt of ours.
+    let _ = fs::remove_file(&tmp);
+    let std_listener =
+        std::os::unix::net::UnixListener::bind(&tmp).map_err(|source| ServerError::Bind {
+            path: tmp.clone(),
+            source,
+        })?;
+    let finish = || -> Result<(), ServerError> {
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(SOCKET_MODE)).map_err(|source| {
+            ServerError::Chmod {
+                path: tmp.clone(),
+                mode: SOCKET_MODE,
+                source,
+            }
+        })?;
+        fs::rename(&tmp, path).map_err(|source| ServerError::Rename {
+            from: tmp.clone(),
+            to: path.to_path_buf(),
+            source,
+        })?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|source| ServerError::Bind {
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    if let Err(e) = finish() {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    UnixListener::from_std(std_listener).map_err(|source| ServerError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+async fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    let mut serial: u64 = 0;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    serial += 1;
+                    connections.spawn(serve_connection(stream, serial, shared.clone()));
+                }
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOBUFS are transient: back off instead of spinning.
+                    warn!("accepting on the private socket: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Why one connection ended early (logged at debug level: clients come and go).
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Zbus(#[from] zbus::Error),
+    #[error(transparent)]
+    Bus(#[from] Error),
+    #[error("no authentication within {0:?}")]
+    AuthTimeout(Duration),
+}
+
+async fn serve_connection(stream: UnixStream, serial: u64, shared: Arc<Shared>) {
+    let peer_uid = match stream.peer_cred() {
+        Ok(cred) => Some(cred.uid()),
+        Err(e) => {
+            // Without credentials the peer can still read; every state change is denied.
+            warn!("SO_PEERCRED on the private socket: {e}");
+            None
+        }
+    };
+    match serve(stream, serial, peer_uid, &shared).await {
+        Ok(()) => debug!("private socket client :1.{serial} disconnected"),
+        Err(e) => debug!("private socket client :1.{serial}: {e}"),
+    }
+}
+
+/// The unit objects registered on one connection.
+struct Connected<'a> {
+    conn: Connection,
+    shared: &'a Shared,
+    peer_uid: Option<u32>,
+    units: HashSet<UnitName>,
+}
+
+async fn serve(
+    stream: UnixStream,
+    serial: u64,
+    peer_uid: Option<u32>,
+    shared: &Shared,
+) -> Result<(), ConnectionError> {
+    // Subscribe before listing, so no unit can appear between the list and the subscription.
+    let mut notifications = shared.manager.subscribe();
+    let units = shared.manager.list_units().await?;
+
+    let mut builder = Builder::unix_stream(stream)
+        .server(shared.guid.clone())?
+        .p2p()
+        .auth_mechanism(AuthMechanism::External)
+        .serve_at(HELLO_PATH, Hello::new(serial))?
+        .serve_at(
+            MANAGER_PATH,
+            ManagerObject::new(
+                shared.manager.clone(),
+                shared.access,
+                peer_uid,
+                shared.info.clone(),
+            ),
+        )?;
+    let mut registered = HashSet::with_capacity(units.len());
+    for unit in units {
+        builder = builder.serve_at(
+            unit_path(&unit.name),
+            UnitObject::new(
+                unit.name.clone(),
+                shared.manager.clone(),
+                shared.access,
+                peer_uid,
+            ),
+        )?;
+        registered.insert(unit.name);
+    }
+    let conn = tokio::time::timeout(AUTH_TIMEOUT, builder.build())
+        .await
+        .map_err(|_| ConnectionError::AuthTimeout(AUTH_TIMEOUT))??;
+    let mut this = Connected {
+        conn,
+        shared,
+        peer_uid,
+        units: registered,
+    };
+
+    loop {
+        tokio::select! {
+            () = this.conn.closed() => return Ok(()),
+            n = notifications.recv() => match n {
+                Ok(n) => this.apply(n).await?,
+                Err(RecvError::Lagged(missed)) => {
+                    // Signals are lost (as when a bus drops a slow client's messages); the
+                    // object set is made right again.
+                    warn!("private socket client :1.{serial} missed {missed} notifications");
+                    this.resync().await?;
+                }
+                Err(RecvError::Closed) => {
+                    // The manager is gone: nothing more to announce; calls will fail.
+                    this.conn.closed().await;
+                    return Ok(());
+                }
+            },
+        }
+    }
+}
+
+impl Connected<'_> {
+    async fn add_unit(&mut self, name: UnitName) -> zbus::Result<()> {
+        if self.units.contains(&name) {
+            return Ok(());
+        }
+        let object = UnitObject::new(
+            name.clone(),
+            self.shared.manager.clone(),
+            self.shared.access,
+            self.peer_uid,
+        );
+        self.conn
+            .object_server()
+            .at(unit_path(&name), object)
+            .await?;
+        self.units.insert(name);
+        Ok(())
+    }
+
+    async fn remove_unit(&mut self, name: &UnitName) -> zbus::Result<()> {
+        if self.units.remove(name) {
+            self.conn
+                .object_server()
+                .remove::<UnitObject, _>(unit_path(name))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, n: Notification) -> Result<(), ConnectionError> {
+        match n {
+            Notification::UnitAdded(name) => self.add_unit(name).await?,
+            Notification::UnitRemoved(name) => self.remove_unit(&name).await?,
+            Notification::JobRemoved { id, unit, result } => {
+                let emitter = SignalEmitter::new(&self.conn, MANAGER_PATH)?;
+                ManagerObject::job_removed(&emitter, id, unit.as_str(), result.as_str()).await?;
+            }
+            Notification::UnitStateChanged {
+                unit,
+                active_state,
+                sub_state,
+            } => {
+                let emitter = SignalEmitter::new(&self.conn, MANAGER_PATH)?;
+                ManagerObject::unit_state_changed(
+                    &emitter,
+                    unit.as_str(),
+                    active_state.as_str(),
+                    sub_state,
+                )
+                .await?;
+                if self.units.contains(&unit) {
+                    let emitter = SignalEmitter::new(&self.conn, unit_path(&unit))?;
+                    let changed = [
+                        ("ActiveState", Value::from(active_state.as_str())),
+                        ("SubState", Value::from(sub_state)),
+                    ]
+                    .into_iter()
+                    .collect();
+                    fdo::Properties::properties_changed(
+                        &emitter,
+                        InterfaceName::from_static_str_unchecked(UNIT_INTERFACE),
+                        changed,
+                        INVALIDATED_ON_STATE_CHANGE.into(),
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the registered objects match the manager's units again.
+    async fn resync(&mut self) -> Result<(), ConnectionError> {
+        let now: HashSet<UnitName> = self
+            .shared
+            .manager
+            .list_units()
+            .await?
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        let gone: Vec<UnitName> = self.units.difference(&now).cloned().collect();
+        for name in gone {
+            self.remove_unit(&name).await?;
+        }
+        for name in now {
+            self.add_unit(name).await?;
+        }
+        Ok(())
+    }
+}

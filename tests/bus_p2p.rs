@@ -1,0 +1,831 @@
+//! The D-Bus API over the private peer-to-peer socket, with a fake manager task that answers
+//! [`Request`]s from a fixed table: a zbus client (p2p, EXTERNAL) and the real `busctl`
+//! (systemd's sd-bus, which needs the `Hello` shim) call methods, read properties, introspect,
+//! receive signals and get the stable error names; an unprivileged caller (busctl run through
+//! `setpriv` as uid 65534) is refused state changes by the `SO_PEERCRED` check but can read.
+//!
+//! Needs `/usr/bin/busctl` and `setpriv`; the uid-switching test is skipped, with the reason
+//! printed, when not run as root.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use corral::bus::{
+    Access, BUS_NAME, JobKind, LoadState, MANAGER_INTERFACE, MANAGER_PATH, ManagerHandle, Mode,
+    Notification, PrivateServer, Request, RequestError, ServerError, ServerInfo, UNIT_INTERFACE,
+    UnitProperties, UnitSummary,
+};
+use corral::manager::state::{ActiveState, JobResult, UnitResult};
+use corral::unit::UnitName;
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, mpsc};
+use zbus::zvariant::OwnedObjectPath;
+use zbus::{AuthMechanism, Connection, Proxy};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup/corral-test";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn name(s: &str) -> UnitName {
+    UnitName::parse(s).expect("test unit names are valid")
+}
+
+fn status(
+    unit: &str,
+    active_state: ActiveState,
+    sub_state: &'static str,
+    main_pid: u32,
+) -> UnitProperties {
+    let unit = name(unit);
+    UnitProperties {
+        description: format!("the {unit} unit"),
+        load_state: LoadState::Loaded,
+        load_error: String::new(),
+        active_state,
+        sub_state,
+        result: UnitResult::Success,
+        main_pid,
+        exit_status: 0,
+        n_restarts: 0,
+        control_group: format!("/system.slice/{unit}"),
+        slice: "system.slice".into(),
+        name: unit,
+    }
+}
+
+/// What a test tells the fake manager to do, as unit files appearing or going would.
+enum Control {
+    Add(UnitProperties),
+    Remove(UnitName),
+}
+
+/// The fake manager: one task owning a table, answering requests as the real one will.
+async fn fake_manager(
+    mut rx: mpsc::Receiver<Request>,
+    mut control: mpsc::Receiver<Control>,
+    notify: broadcast::Sender<Notification>,
+) {
+    let mut units: BTreeMap<UnitName, UnitProperties> = [
+        status("web.service", ActiveState::Active, "running", 4242),
+        status("db.service", ActiveState::Inactive, "dead", 0),
+        status("apps.slice", ActiveState::Active, "active", 0),
+    ]
+    .into_iter()
+    .map(|s| (s.name.clone(), s))
+    .collect();
+    let mut next_job = 1;
+    loop {
+        let req = tokio::select! {
+            req = rx.recv() => match req {
+                Some(req) => req,
+                None => return,
+            },
+            Some(c) = control.recv() => {
+                match c {
+                    Control::Add(st) => {
+                        let unit = st.name.clone();
+                        units.insert(unit.clone(), st);
+                        let _ = notify.send(Notification::UnitAdded(unit));
+                    }
+                    Control::Remove(unit) => {
+                        units.remove(&unit);
+                        let _ = notify.send(Notification::UnitRemoved(unit));
+                    }
+                }
+                continue;
+            }
+        };
+        match req {
+            Request::ListUnits { reply } => {
+                let rows = units
+                    .values()
+                    .map(|s| UnitSummary {
+                        name: s.name.clone(),
+                        description: s.description.clone(),
+                        load_state: s.load_state,
+                        active_state: s.active_state,
+                        sub_state: s.sub_state,
+                    })
+                    .collect();
+                let _ = reply.send(rows);
+            }
+            Request::GetUnit { unit, reply } => {
+                let found = units.contains_key(&unit);
+                let _ = reply.send(if found {
+                    Ok(())
+                } else {
+                    Err(RequestError::NoSuchUnit(unit))
+                });
+            }
+            Request::GetProperties { unit, reply } => {
+                let _ = reply.send(
+                    units
+                        .get(&unit)
+                        .cloned()
+                        .ok_or(RequestError::NoSuchUnit(unit)),
+                );
+            }
+            Request::QueueJob { unit, kind, reply } => {
+                let Some(st) = units.get_mut(&unit) else {
+                    let _ = reply.send(Err(RequestError::NoSuchUnit(unit)));
+                    continue;
+                };
+                let id = next_job;
+                next_job += 1;
+                let _ = reply.send(Ok(id));
+                (st.active_state, st.sub_state, st.main_pid) = match kind {
+                    JobKind::Start | JobKind::Restart => (ActiveState::Active, "running", 777),
+                    JobKind::Stop => (ActiveState::Inactive, "dead", 0),
+                };
+                let _ = notify.send(Notification::UnitStateChanged {
+                    unit: unit.clone(),
+                    active_state: st.active_state,
+                    sub_state: st.sub_state,
+                });
+                let _ = notify.send(Notification::JobRemoved {
+                    id,
+                    unit,
+                    result: JobResult::Done,
+                });
+            }
+        }
+    }
+}
+
+/// A server on a temporary socket with the fake manager behind it.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    sock: PathBuf,
+    server: Option<PrivateServer>,
+    control: mpsc::Sender<Control>,
+    /// Each live connection task holds one subscription.
+    notify: broadcast::Sender<Notification>,
+}
+
+/// A fake manager task and the handle the bus layer uses to reach it.
+fn spawn_fake_manager() -> (
+    ManagerHandle,
+    mpsc::Sender<Control>,
+    broadcast::Sender<Notification>,
+) {
+    let (tx, rx) = mpsc::channel(16);
+    let (control_tx, control_rx) = mpsc::channel(16);
+    let (notify, _) = broadcast::channel(64);
+    tokio::spawn(fake_manager(rx, control_rx, notify.clone()));
+    (ManagerHandle::new(tx, notify.clone()), control_tx, notify)
+}
+
+impl Fixture {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Below a directory that does not exist yet: the server creates it.
+        let sock = dir.path().join("run/corral/private");
+        let (manager, control, notify) = spawn_fake_manager();
+        let server = PrivateServer::bind(
+            &sock,
+            ServerInfo::new(Mode::System, CGROUP_ROOT),
+            Access::for_mode(Mode::System),
+            manager,
+        )
+        .expect("binding the private socket");
+        Fixture {
+            _dir: dir,
+            sock,
+            server: Some(server),
+            control,
+            notify,
+        }
+    }
+
+    async fn client(&self) -> Connection {
+        let stream = tokio::net::UnixStream::connect(&self.sock)
+            .await
+            .expect("connecting to the private socket");
+        tokio::time::timeout(
+            TIMEOUT,
+            zbus::connection::Builder::unix_stream(stream)
+                .p2p()
+                .auth_mechanism(AuthMechanism::External)
+                .build(),
+        )
+        .await
+        .expect("authentication timed out")
+        .expect("p2p client connection")
+    }
+
+    /// Runs busctl against the socket (as `uid` through setpriv, if given), off the runtime.
+    async fn busctl(&self, uid: Option<u32>, args: &[&str]) -> Output {
+        let mut cmd = match uid {
+            None => Command::new("busctl"),
+            Some(uid) => {
+                let uid = uid.to_string();
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "busctl"]);
+                c
+            }
+        };
+        cmd.arg(format!("--address=unix:path={}", self.sock.display()))
+            .arg("--no-pager")
+            .args(args)
+            .env("SYSTEMD_COLORS", "0")
+            .env("SYSTEMD_LOG_LEVEL", "debug");
+        let shown = format!("{cmd:?}");
+        tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .expect("busctl thread")
+            .unwrap_or_else(|e| panic!("running {shown}: {e}"))
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "busctl failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+}
+
+async fn manager_proxy(conn: &Connection) -> Proxy<'static> {
+    Proxy::new(conn, BUS_NAME, MANAGER_PATH, MANAGER_INTERFACE)
+        .await
+        .expect("manager proxy")
+}
+
+/// The D-Bus error name of a failed call.
+fn error_name(e: &zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(name, _, _) => name.to_string(),
+        zbus::Error::FDO(e) => zbus::DBusError::name(&**e).to_string(),
+        other => panic!("expected a D-Bus error reply, got {other:?}"),
+    }
+}
+
+type Row = (String, String, String, String, String, OwnedObjectPath);
+
+#[tokio::test]
+async fn zbus_client_lists_units_and_reads_properties() {
+    let fx = Fixture::start();
+    let conn = fx.client().await;
+    let manager = manager_proxy(&conn).await;
+
+    let rows: Vec<Row> = manager.call("ListUnits", &()).await.expect("ListUnits");
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names, ["apps.slice", "db.service", "web.service"]);
+    let web = &rows[2];
+    assert_eq!(
+        (
+            web.1.as_str(),
+            web.2.as_str(),
+            web.3.as_str(),
+            web.4.as_str()
+        ),
+        ("the web.service unit", "loaded", "active", "running")
+    );
+    assert_eq!(web.5.as_str(), "/org/corral1/unit/web_2eservice");
+
+    let path: OwnedObjectPath = manager
+        .call("GetUnit", &("web.service",))
+        .await
+        .expect("GetUnit");
+    assert_eq!(path.as_str(), "/org/corral1/unit/web_2eservice");
+    let root: OwnedObjectPath = manager.call("GetUnit", &("apps.slice",)).await.unwrap();
+    assert_eq!(root.as_str(), "/org/corral1/unit/apps_2eslice");
+
+    let version: String = manager.get_property("Version").await.expect("Version");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let mode: String = manager.get_property("Mode").await.expect("Mode");
+    assert_eq!(mode, "system");
+    let root: String = manager
+        .get_property("CgroupRoot")
+        .await
+        .expect("CgroupRoot");
+    assert_eq!(root, CGROUP_ROOT);
+
+    let unit = Proxy::new(&conn, BUS_NAME, path, UNIT_INTERFACE)
+        .await
+        .expect("unit proxy");
+    let get = |p: &'static str| {
+        let unit = unit.clone();
+        async move {
+            unit.get_property::<String>(p)
+                .await
+                .unwrap_or_else(|e| panic!("{p}: {e}"))
+        }
+    };
+    assert_eq!(get("Name").await, "web.service");
+    assert_eq!(get("Kind").await, "service");
+    assert_eq!(get("ActiveState").await, "active");
+    assert_eq!(get("SubState").await, "running");
+    assert_eq!(get("Result").await, "success");
+    assert_eq!(get("LoadState").await, "loaded");
+    assert_eq!(get("ControlGroup").await, "/system.slice/web.service");
+    let pid: u32 = unit.get_property("MainPID").await.expect("MainPID");
+    assert_eq!(pid, 4242);
+}
+
+#[tokio::test]
+async fn errors_have_stable_names() {
+    let fx = Fixture::start();
+    let conn = fx.client().await;
+    let manager = manager_proxy(&conn).await;
+
+    let e = manager
+        .call::<_, _, OwnedObjectPath>("GetUnit", &("nope.service",))
+        .await
+        .expect_err("unknown unit");
+    assert_eq!(error_name(&e), "org.corral1.Error.NoSuchUnit");
+    for bad in ["../etc.service", "web", "a/b.service", ""] {
+        let e = manager
+            .call::<_, _, OwnedObjectPath>("GetUnit", &(bad,))
+            .await
+            .expect_err("bad name");
+        assert_eq!(error_name(&e), "org.corral1.Error.InvalidUnit", "{bad:?}");
+    }
+    let e = manager
+        .call::<_, _, u32>("StartUnit", &("nope.service",))
+        .await
+        .expect_err("unknown unit");
+    assert_eq!(error_name(&e), "org.corral1.Error.NoSuchUnit");
+
+    // busctl shows the same name in its debug log.
+    let out = fx
+        .busctl(
+            None,
+            &[
+                "call",
+                BUS_NAME,
+                MANAGER_PATH,
+                MANAGER_INTERFACE,
+                "GetUnit",
+                "s",
+                "nope.service",
+            ],
+        )
+        .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("error-name=org.corral1.Error.NoSuchUnit"),
+        "stderr: {err}"
+    );
+    assert!(err.contains("nope.service is not loaded"), "stderr: {err}");
+}
+
+#[tokio::test]
+async fn busctl_calls_reads_and_introspects() {
+    let fx = Fixture::start();
+
+    let out = fx
+        .busctl(
+            None,
+            &[
+                "call",
+                BUS_NAME,
+                MANAGER_PATH,
+                MANAGER_INTERFACE,
+                "ListUnits",
+            ],
+        )
+        .await;
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.starts_with("a(ssssso) 3 \"apps.slice\""), "{text}");
+    assert!(
+        text.contains(
+            "\"web.service\" \"the web.service unit\" \"loaded\" \"active\" \"running\" \
+             \"/org/corral1/unit/web_2eservice\""
+        ),
+        "{text}"
+    );
+
+    let out = fx
+        .busctl(
+            None,
+            &[
+                "get-property",
+                BUS_NAME,
+                "/org/corral1/unit/web_2eservice",
+                UNIT_INTERFACE,
+                "ActiveState",
+            ],
+        )
+        .await;
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "s \"active\"\n");
+
+    let out = fx
+        .busctl(
+            None,
+            &[
+                "get-property",
+                BUS_NAME,
+                "/org/corral1/unit/web_2eservice",
+                UNIT_INTERFACE,
+                "MainPID",
+            ],
+        )
+        .await;
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "u 4242\n");
+
+    let out = fx
+        .busctl(None, &["introspect", BUS_NAME, MANAGER_PATH])
+        .await;
+    assert_ok(&out);
+    let text = stdout(&out);
+    for needle in [
+        "org.corral1.Manager",
+        ".ListUnits",
+        ".GetUnit",
+        ".StartUnit",
+        ".StopUnit",
+        ".JobRemoved",
+        ".UnitStateChanged",
+        ".Version",
+        ".CgroupRoot",
+        "org.freedesktop.DBus.Properties",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with(".ListUnits")
+            && l.contains("method")
+            && l.contains("a(ssssso)")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(".JobRemoved") && l.contains("signal") && l.contains("uss")),
+        "{text}"
+    );
+
+    let out = fx
+        .busctl(
+            None,
+            &["introspect", BUS_NAME, "/org/corral1/unit/apps_2eslice"],
+        )
+        .await;
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("org.corral1.Unit"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(".ActiveState") && l.contains("\"active\"")),
+        "{text}"
+    );
+
+    // Unit objects are listed as children for tree walkers (`busctl tree`).
+    let out = fx.busctl(None, &["tree", BUS_NAME]).await;
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("/org/corral1/unit/db_2eservice"), "{text}");
+}
+
+#[tokio::test]
+async fn state_changes_need_the_privileged_uid_and_end_with_job_removed() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: switching to uid 65534 needs root");
+        return;
+    }
+    let fx = Fixture::start();
+    let mode = fs::metadata(&fx.sock).expect("socket").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the private socket is 0600");
+
+    // Only for this test: let uid 65534 reach the socket, so that the uid check is what
+    // refuses it (the temp dir is 0700, the socket 0600).
+    let mut dir = fx.sock.as_path();
+    while let Some(parent) = dir.parent() {
+        if parent == std::env::temp_dir() || parent == Path::new("/") {
+            break;
+        }
+        fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        dir = parent;
+    }
+    fs::set_permissions(&fx.sock, fs::Permissions::from_mode(0o666)).expect("chmod socket");
+
+    let nobody = Some(65534);
+    for (path, iface, method, args) in [
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "StartUnit",
+            &["s", "web.service"][..],
+        ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "StopUnit",
+            &["s", "web.service"],
+        ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "RestartUnit",
+            &["s", "web.service"],
+        ),
+        (
+            "/org/corral1/unit/web_2eservice",
+            UNIT_INTERFACE,
+            "Start",
+            &[],
+        ),
+        (
+            "/org/corral1/unit/web_2eservice",
+            UNIT_INTERFACE,
+            "Stop",
+            &[],
+        ),
+    ] {
+        let mut argv = vec!["call", BUS_NAME, path, iface, method];
+        argv.extend_from_slice(args);
+        let out = fx.busctl(nobody, &argv).await;
+        assert!(!out.status.success(), "{method} as uid 65534 succeeded");
+        let err = stderr(&out);
+        assert!(
+            err.contains("error-name=org.freedesktop.DBus.Error.AccessDenied"),
+            "{method}: {err}"
+        );
+        assert!(err.contains("the caller is uid 65534"), "{method}: {err}");
+    }
+    // Reading stays open to the unprivileged caller.
+    let out = fx
+        .busctl(
+            nobody,
+            &[
+                "call",
+                BUS_NAME,
+                MANAGER_PATH,
+                MANAGER_INTERFACE,
+                "ListUnits",
+            ],
+        )
+        .await;
+    assert_ok(&out);
+    let out = fx
+        .busctl(
+            nobody,
+            &[
+                "get-property",
+                BUS_NAME,
+                "/org/corral1/unit/web_2eservice",
+                UNIT_INTERFACE,
+                "SubState",
+            ],
+        )
+        .await;
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "s \"running\"\n", "nothing was stopped");
+
+    // As root: subscribe first, then start; the job's id comes back at once and JobRemoved
+    // carries it.
+    let conn = fx.client().await;
+    let manager = manager_proxy(&conn).await;
+    let mut removed = manager
+        .receive_signal("JobRemoved")
+        .await
+        .expect("subscribing to JobRemoved");
+    let mut changed = manager
+        .receive_signal("UnitStateChanged")
+        .await
+        .expect("subscribing to UnitStateChanged");
+    let unit = Proxy::new(
+        &conn,
+        BUS_NAME,
+        "/org/corral1/unit/db_2eservice",
+        UNIT_INTERFACE,
+    )
+    .await
+    .expect("unit proxy");
+    let mut active = unit.receive_property_changed::<String>("ActiveState").await;
+    let initial = tokio::time::timeout(TIMEOUT, active.next())
+        .await
+        .expect("initial ActiveState")
+        .expect("property stream");
+    assert_eq!(initial.get().await.expect("ActiveState"), "inactive");
+
+    let job: u32 = manager
+        .call("StartUnit", &("db.service",))
+        .await
+        .expect("StartUnit as root");
+    let msg = tokio::time::timeout(TIMEOUT, removed.next())
+        .await
+        .expect("JobRemoved within the timeout")
+        .expect("signal stream");
+    let (id, unit_name, result): (u32, String, String) =
+        msg.body().deserialize().expect("JobRemoved(uss)");
+    assert_eq!(
+        (id, unit_name.as_str(), result.as_str()),
+        (job, "db.service", "done")
+    );
+
+    let msg = tokio::time::timeout(TIMEOUT, changed.next())
+        .await
+        .expect("UnitStateChanged within the timeout")
+        .expect("signal stream");
+    let body: (String, String, String) = msg.body().deserialize().expect("(sss)");
+    assert_eq!(
+        body,
+        ("db.service".into(), "active".into(), "running".into())
+    );
+
+    let now = tokio::time::timeout(TIMEOUT, active.next())
+        .await
+        .expect("PropertiesChanged within the timeout")
+        .expect("property stream");
+    assert_eq!(now.get().await.expect("ActiveState"), "active");
+    let pid: u32 = unit.get_property("MainPID").await.expect("MainPID");
+    assert_eq!(pid, 777, "MainPID was invalidated, so it is read again");
+}
+
+#[tokio::test]
+async fn unit_objects_follow_the_manager() {
+    let fx = Fixture::start();
+    let conn = fx.client().await;
+    let introspect = |path: &'static str| {
+        let conn = conn.clone();
+        async move {
+            let p = Proxy::new(&conn, BUS_NAME, path, "org.freedesktop.DBus.Introspectable")
+                .await
+                .expect("proxy");
+            let xml: String = p.call("Introspect", &()).await.expect("Introspect");
+            xml
+        }
+    };
+    assert!(
+        !introspect("/org/corral1/unit")
+            .await
+            .contains("late_2eservice")
+    );
+
+    fx.control
+        .send(Control::Add(status(
+            "late.service",
+            ActiveState::Inactive,
+            "dead",
+            0,
+        )))
+        .await
+        .expect("the fake manager runs");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !introspect("/org/corral1/unit")
+        .await
+        .contains("late_2eservice")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "late.service never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let late = Proxy::new(
+        &conn,
+        BUS_NAME,
+        "/org/corral1/unit/late_2eservice",
+        UNIT_INTERFACE,
+    )
+    .await
+    .expect("proxy");
+    let state: String = late.get_property("ActiveState").await.expect("ActiveState");
+    assert_eq!(state, "inactive");
+
+    fx.control
+        .send(Control::Remove(name("web.service")))
+        .await
+        .expect("the fake manager runs");
+    let web = Proxy::new(
+        &conn,
+        BUS_NAME,
+        "/org/corral1/unit/web_2eservice",
+        UNIT_INTERFACE,
+    )
+    .await
+    .expect("proxy");
+    loop {
+        match web.get_property::<String>("ActiveState").await {
+            Ok(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "web.service never went"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => {
+                assert_eq!(error_name(&e), "org.freedesktop.DBus.Error.UnknownObject");
+                break;
+            }
+        }
+    }
+
+    // A new connection sees the same set of objects from the start.
+    let out = fx.busctl(None, &["tree", BUS_NAME]).await;
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("/org/corral1/unit/late_2eservice"), "{text}");
+    assert!(!text.contains("web_2eservice"), "{text}");
+}
+
+#[tokio::test]
+async fn a_closed_connection_ends_its_task() {
+    let fx = Fixture::start();
+    let wait_for = |n: usize| {
+        let notify = fx.notify.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + TIMEOUT;
+            while notify.receiver_count() != n {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} connection tasks, expected {n}",
+                    notify.receiver_count()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let a = fx.client().await;
+    let b = fx.client().await;
+    wait_for(2).await;
+    drop(a);
+    wait_for(1).await;
+    // A client that connects and never authenticates holds a task only until it hangs up.
+    let silent = tokio::net::UnixStream::connect(&fx.sock)
+        .await
+        .expect("connect");
+    wait_for(2).await;
+    drop(silent);
+    wait_for(1).await;
+    drop(b);
+    wait_for(0).await;
+}
+
+#[tokio::test]
+async fn socket_is_0600_replaces_stale_and_refuses_live_or_foreign() {
+    let mut fx = Fixture::start();
+    let md = fs::metadata(&fx.sock).expect("socket");
+    assert!(md.file_type().is_socket());
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    let runtime = fx.sock.parent().expect("parent");
+    assert_eq!(
+        fs::metadata(runtime)
+            .expect("runtime dir")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(
+        fs::read_dir(runtime).expect("runtime dir").count(),
+        1,
+        "no temporary socket is left behind"
+    );
+
+    let again = || {
+        PrivateServer::bind(
+            &fx.sock,
+            ServerInfo::new(Mode::System, CGROUP_ROOT),
+            Access::for_mode(Mode::System),
+            spawn_fake_manager().0,
+        )
+    };
+    // A live daemon's socket is not taken over.
+    assert!(matches!(again(), Err(ServerError::InUse { .. })));
+
+    // A stale socket (its server gone, the file left) is replaced. Dropping the server closes
+    // the listener but leaves the file, as a crash would.
+    let early = fx.client().await;
+    drop(fx.server.take());
+    tokio::time::timeout(TIMEOUT, early.closed())
+        .await
+        .expect("dropping the server ends its connections");
+    assert!(fx.sock.exists());
+    // A busctl that another test forks at this moment holds a copy of the listening socket
+    // until it execs (close-on-exec), and the socket is live while it does: retry briefly.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let server = loop {
+        match again() {
+            Err(ServerError::InUse { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => break other.expect("replacing a stale socket"),
+        }
+    };
+    let _client = fx.client().await;
+    server.shutdown();
+    assert!(!fx.sock.exists(), "shutdown removes the socket");
+
+    // Something that is not a socket is never replaced.
+    fs::write(&fx.sock, "not a socket").expect("write");
+    assert!(matches!(again(), Err(ServerError::NotASocket { .. })));
+}
