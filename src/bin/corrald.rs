@@ -1,1 +1,138 @@
-fn main() {}
+//! `corrald`: the daemon. Parses the command line (DESIGN §1), sets up logging, decides which
+//! cgroup tree it owns, loads the units and hands them to the manager.
+//!
+//! As PID 1 it first mounts the API file systems and applies the boot settings, and at the end
+//! powers off (SIGTERM) or reboots (SIGINT) once every unit is down; it never exits and never
+//! panics into the kernel.
+//!
+//! Not yet here: the D-Bus API (`--no-bus` is accepted; the bus is the next step), user-mode
+//! paths and re-adoption of running services.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use corral::boot::pid1::{self, Final};
+use corral::cgroup::{HostInfo, RootRequest, Tree, decide_root};
+use corral::manager::executor::{Manager, Paths};
+use corral::unit::{SearchPath, load_path};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "corrald",
+    version,
+    about = "The corral resource supervisor daemon"
+)]
+struct Args {
+    /// Run as the system manager (the default).
+    #[arg(long, conflicts_with = "user")]
+    system: bool,
+    /// Run as a per-user manager.
+    #[arg(long)]
+    user: bool,
+    /// The delegated cgroup to manage instead of the one corrald was started in.
+    #[arg(long, value_name = "PATH")]
+    cgroup_root: Option<PathBuf>,
+    /// Replace the unit search path (repeatable; first wins).
+    #[arg(long = "unit-path", value_name = "DIR")]
+    unit_path: Vec<PathBuf>,
+    /// Where the private socket and state live.
+    #[arg(long, value_name = "DIR", default_value = "/run/corral")]
+    runtime_dir: PathBuf,
+    /// Where service logs go.
+    #[arg(long, value_name = "DIR", default_value = "/var/log/corral")]
+    log_dir: PathBuf,
+    /// Serve only the private socket, never the bus.
+    #[arg(long)]
+    no_bus: bool,
+    /// error, warn, info, debug or trace.
+    #[arg(long, value_name = "L", default_value = "info")]
+    log_level: tracing::Level,
+}
+
+fn main() -> ExitCode {
+    let pid1 = std::process::id() == 1;
+    if pid1 {
+        pid1::early_mounts();
+    }
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .with_ansi(!pid1)
+        .init();
+    if pid1 {
+        pid1::boot();
+    }
+    let outcome = std::panic::catch_unwind(|| run(args));
+    match (outcome, pid1) {
+        (Ok(Ok(how)), true) => pid1::finish(how, Duration::from_secs(5)),
+        (Ok(Ok(_)), false) => ExitCode::SUCCESS,
+        (Ok(Err(e)), false) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+        (Ok(Err(e)), true) => {
+            tracing::error!("{e:#}; corrald can't manage this machine, but keeps reaping");
+            pid1::reap_forever()
+        }
+        (Err(_), true) => {
+            tracing::error!("corrald panicked; it keeps reaping");
+            pid1::reap_forever()
+        }
+        (Err(_), false) => ExitCode::FAILURE,
+    }
+}
+
+/// Runs until SIGTERM (power off) or SIGINT (reboot) and every unit is down.
+fn run(args: Args) -> anyhow::Result<Final> {
+    // Before any thread exists: SIGCHLD is read from a signalfd, so it must be blocked
+    // everywhere; and orphans of our services must come back to us to be reaped.
+    corral::process::block_sigchld().context("blocking SIGCHLD")?;
+    corral::process::set_child_subreaper().context("becoming a subreaper")?;
+
+    let request = RootRequest::detect(args.user, args.cgroup_root.clone())?;
+    let root = decide_root(&request)?;
+    let tree = Tree::new(root.path.clone());
+    tree.enter_init_scope(std::process::id())
+        .context("moving corrald into init.scope")?;
+    tracing::info!("managing cgroup tree {}", root.path.display());
+
+    let search = if args.unit_path.is_empty() {
+        SearchPath::system()
+    } else {
+        SearchPath(args.unit_path.clone())
+    };
+    let units = load_path(&search);
+    for d in &units.diagnostics {
+        tracing::warn!("{d}");
+    }
+    let host = HostInfo::detect()?;
+    let paths = Paths {
+        log_dir: args.log_dir.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    rt.block_on(async move {
+        let mut manager = Manager::new(units, tree, host, paths)?;
+        manager.start_autostart();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shutdown = async move {
+            let how = tokio::select! {
+                _ = term.recv() => Final::PowerOff,
+                _ = int.recv() => Final::Reboot,
+            };
+            tracing::info!("stopping every unit");
+            let _ = tx.send(how);
+        };
+        manager.run(shutdown).await?;
+        Ok::<_, anyhow::Error>(rx.await.unwrap_or(Final::PowerOff))
+    })
+    .inspect(|_| tracing::info!("every unit stopped"))
+}

@@ -2,6 +2,7 @@
 //! path. Only used when corrald runs as PID 1.
 
 pub mod modules;
+pub mod pid1;
 pub mod sysctl;
 
 use std::collections::BTreeMap;

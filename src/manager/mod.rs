@@ -1,4 +1,5 @@
 //! The manager: owns every unit's state. Service lifecycles are the pure transition function in
 //! [`state`]; the executor that performs its actions lives beside it.
 
+pub mod executor;
 pub mod state;

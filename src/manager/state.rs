@@ -324,6 +324,13 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
             out.push(Action::FinishJob(JobResult::Done));
         }
         (S::Dead | S::Failed, Event::Stop) => out.push(Action::FinishJob(JobResult::Done)),
+        // The kernel killed a process for memory while the unit was already going down (its
+        // main process died first): the cause is still the OOM kill.
+        (S::StopSigterm | S::StopSigkill, Event::OomKill)
+            if !st.stop_requested && cfg.oom_policy != OomPolicy::Continue =>
+        {
+            st.result = UnitResult::OomKill;
+        }
         (S::StopSigterm | S::StopSigkill, Event::MainExited(exit)) => {
             st.main_pid = None;
             if !st.stop_requested && st.result == UnitResult::Success {

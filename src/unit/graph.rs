@@ -237,6 +237,22 @@ impl Graph {
         st.out
     }
 
+    /// The units `u` is ordered after (that start before it).
+    pub fn waits_on<'a>(&'a self, u: &UnitName) -> impl Iterator<Item = &'a UnitName> + 'a {
+        self.before.get(u).into_iter().flatten()
+    }
+
+    /// The units whose failure fails `u`: `requires`, its slice, the owners of namespaces it
+    /// joins.
+    pub fn requirements<'a>(&'a self, u: &UnitName) -> impl Iterator<Item = &'a UnitName> + 'a {
+        self.pulls
+            .get(u)
+            .into_iter()
+            .flatten()
+            .filter(|(_, p)| *p == Pull::Requires)
+            .map(|(n, _)| n)
+    }
+
     /// What starting `roots` pulls in: the roots and, transitively, their requirements, wants,
     /// slices and namespace owners. Names not in the graph are kept (the start fails on them).
     pub fn transaction(&self, roots: &[UnitName]) -> BTreeMap<UnitName, Pull> {

@@ -512,3 +512,33 @@ fn stop_while_starting_cancels_the_start_job() {
         ],
     );
 }
+
+#[test]
+fn oom_kill_seen_after_the_main_process_died_is_still_the_cause() {
+    let cfg = service("");
+    run(
+        &cfg,
+        &[
+            (0, Start, "activating/start/success", &[Spawn]),
+            (
+                1,
+                Spawned { pid: 5 },
+                "active/running/success",
+                &[FinishJob(JobResult::Done)],
+            ),
+            (
+                2,
+                MainExited(Exit::Signal(9)),
+                "deactivating/stop-sigterm/signal",
+                &[sig(true), arm(10), CheckEmpty],
+            ),
+            (3, OomKill, "deactivating/stop-sigterm/oom-kill", &[]),
+            (
+                4,
+                CgroupEmpty,
+                "failed/failed/oom-kill",
+                &[CancelTimer, RemoveCgroup],
+            ),
+        ],
+    );
+}

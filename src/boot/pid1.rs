@@ -1,0 +1,245 @@
+//! What corrald does as PID 1 before and after it manages units (DESIGN §6): the early mounts,
+//! the hostname, sysctls and modules at boot; at shutdown, the end of every remaining process,
+//! sync, unmount and `reboot(2)`.
+//!
+//! Nothing here may panic: a panic in PID 1 is a kernel panic. Each step logs its failure and
+//! the boot goes on with what works.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::reboot::{RebootMode, reboot, set_cad_enabled};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::{modules, sysctl};
+
+/// One early mount: source, target, file system type, flags, data.
+struct Mount {
+    source: &'static str,
+    target: &'static str,
+    fstype: &'static str,
+    flags: MsFlags,
+    data: Option<&'static str>,
+    mode: u32,
+}
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+const MOUNTS: &[Mount] = &[
+    Mount {
+        source: "proc",
+        target: "/proc",
+        fstype: "proc",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: None,
+        mode: 0o555,
+    },
+    Mount {
+        source: "sysfs",
+        target: "/sys",
+        fstype: "sysfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: None,
+        mode: 0o555,
+    },
+    Mount {
+        source: "devtmpfs",
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: MsFlags::MS_NOSUID,
+        data: Some("mode=0755"),
+        mode: 0o755,
+    },
+    Mount {
+        source: "devpts",
+        target: "/dev/pts",
+        fstype: "devpts",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        data: Some("gid=5,mode=620,ptmxmode=000"),
+        mode: 0o755,
+    },
+    Mount {
+        source: "tmpfs",
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: Some("mode=1777"),
+        mode: 0o1777,
+    },
+    Mount {
+        source: "tmpfs",
+        target: "/run",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: Some("mode=0755"),
+        mode: 0o755,
+    },
+    // As systemd does: nsdelegate makes cgroup namespaces delegation boundaries, and
+    // memory_recursiveprot lets memory.low/min protect a whole subtree.
+    Mount {
+        source: "cgroup2",
+        target: "/sys/fs/cgroup",
+        fstype: "cgroup2",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: Some("nsdelegate,memory_recursiveprot"),
+        mode: 0o755,
+    },
+];
+
+/// Mount points already mounted (from /proc/self/mountinfo, once /proc is there).
+fn mounted() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Mounts the API file systems that are not mounted yet.
+pub fn early_mounts() {
+    for m in MOUNTS {
+        if mounted().iter().any(|t| t == m.target) {
+            continue;
+        }
+        if let Err(e) = std::fs::create_dir_all(m.target) {
+            tracing::warn!("creating {}: {e}", m.target);
+        }
+        let _ = std::fs::set_permissions(
+            m.target,
+            std::os::unix::fs::PermissionsExt::from_mode(m.mode),
+        );
+        if let Err(e) = mount(Some(m.source), m.target, Some(m.fstype), m.flags, m.data) {
+            tracing::error!("mounting {} on {}: {e}", m.fstype, m.target);
+        }
+    }
+    // Programs look for the bus socket under /var/run.
+    if !Path::new("/var/run").exists() {
+        let _ = std::fs::create_dir_all("/var");
+        let _ = std::os::unix::fs::symlink("/run", "/var/run");
+    }
+}
+
+/// The boot steps after the mounts: ctrl-alt-del as SIGINT, hostname, sysctls, modules.
+pub fn boot() {
+    // The kernel then sends SIGINT to PID 1 on ctrl-alt-del instead of rebooting at once.
+    if let Err(e) = set_cad_enabled(false) {
+        tracing::warn!("reboot(RB_DISABLE_CAD): {e}");
+    }
+    match std::fs::read_to_string("/etc/hostname") {
+        Ok(name) => {
+            let name = name.lines().next().unwrap_or_default().trim();
+            if !name.is_empty()
+                && let Err(e) = nix::unistd::sethostname(name)
+            {
+                tracing::warn!("setting the hostname {name:?}: {e}");
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("reading /etc/hostname: {e}"),
+    }
+    let files = super::config_files(
+        Path::new("/"),
+        &sysctl::SYSCTL_DIRS,
+        Some(sysctl::SYSCTL_CONF),
+    );
+    let (assignments, mut problems) = sysctl::collect(&files);
+    problems.extend(sysctl::apply(&assignments, Path::new("/proc/sys")));
+    for p in problems {
+        tracing::warn!("sysctl: {p}");
+    }
+    load_modules(&modules::collect(Path::new("/")));
+}
+
+fn load_modules(names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    let Some(modprobe) = ["/sbin/modprobe", "/usr/sbin/modprobe", "/bin/modprobe"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        tracing::warn!("modules-load.d lists modules but there is no modprobe");
+        return;
+    };
+    for name in names {
+        // SIGCHLD is blocked for the signalfd reaper; std's wait() waits for this pid only.
+        match std::process::Command::new(modprobe).arg(name).status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => tracing::warn!("modprobe {name}: {s}"),
+            Err(e) => tracing::warn!("modprobe {name}: {e}"),
+        }
+    }
+}
+
+/// How the machine ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Final {
+    PowerOff,
+    Reboot,
+}
+
+/// The end of the machine, once every unit is stopped: SIGTERM to every remaining process,
+/// SIGKILL to what is left after `grace`, sync, unmount, `reboot(2)`. Never returns.
+pub fn finish(how: Final, grace: Duration) -> ! {
+    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && reap_some() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while reap_some() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::unistd::sync();
+    unmount_all();
+    nix::unistd::sync();
+    let mode = match how {
+        Final::PowerOff => RebootMode::RB_POWER_OFF,
+        Final::Reboot => RebootMode::RB_AUTOBOOT,
+    };
+    tracing::info!("{how:?}");
+    let err = reboot(mode);
+    tracing::error!("reboot(2) failed: {err:?}; reaping forever");
+    reap_forever()
+}
+
+/// Reaps what has exited; true while any child is left.
+fn reap_some() -> bool {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return true,
+            Ok(_) => continue,
+            Err(_) => return false, // ECHILD: nothing left
+        }
+    }
+}
+
+/// Unmounts everything but `/`, deepest first, detaching what is busy.
+fn unmount_all() {
+    let mut targets = mounted();
+    targets.retain(|t| t != "/");
+    targets.sort_by_key(|t| std::cmp::Reverse(t.matches('/').count()));
+    for t in targets {
+        if umount2(t.as_str(), MntFlags::empty()).is_err() {
+            let _ = umount2(t.as_str(), MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// The last resort of a PID 1 that can't go on: keep reaping orphans so the machine stays
+/// usable. Never returns.
+pub fn reap_forever() -> ! {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}

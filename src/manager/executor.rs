@@ -1,0 +1,556 @@
+//! The manager task: owns every unit's run-time state and carries out what the transition
+//! function ([`super::state::step`]) asks for — create the cgroup and apply limits, spawn into
+//! it, signal, arm the unit's timer, remove the cgroup — and feeds back what it observes.
+//!
+//! Everything is event-driven, nothing polls: child exits arrive on a signalfd (SIGCHLD),
+//! `cgroup.events`/`memory.events` changes on an inotify fd, and the only timer is the nearest
+//! unit deadline. PIDs are registered right after `spawn()` returns, in this same task, and the
+//! reaper is only read from this task's loop — so an exit can never be observed before its PID
+//! is known.
+//!
+//! Jobs: a start pulls in the transaction ([`crate::unit::Graph::transaction`]); a unit of it
+//! starts once every unit it is ordered after has settled; a required unit that failed fails its
+//! dependents with result `dependency`. Slices have no processes: a slice is active while its
+//! cgroup exists.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::OpenOptions;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tokio::io::unix::AsyncFd;
+
+use super::state::{Action, ActiveState, Event, Exit, JobResult, ServiceState, SubState, step};
+use crate::cgroup::{self, CgroupEvent, EventWatcher, HostInfo, Tree};
+use crate::process::{self, ExitStatus, Reaper, SpawnSpec, Stdio};
+use crate::unit::graph::Pull;
+use crate::unit::{Kind, Output, Unit, UnitName, UnitSet};
+
+/// Where the manager keeps things on disk.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub log_dir: PathBuf,
+}
+
+/// A unit's run-time state as the outside sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitStatus {
+    pub name: UnitName,
+    pub active: ActiveState,
+    pub sub: SubState,
+    pub result: String,
+    pub main_pid: Option<u32>,
+}
+
+pub struct Manager {
+    units: UnitSet,
+    tree: Tree,
+    host: HostInfo,
+    paths: Paths,
+    states: BTreeMap<UnitName, ServiceState>,
+    /// Slices whose cgroup exists.
+    live_slices: BTreeSet<UnitName>,
+    pids: HashMap<u32, UnitName>,
+    deadlines: BTreeMap<UnitName, Instant>,
+    watcher: EventWatcher,
+    tokens: HashMap<cgroup::Token, UnitName>,
+    next_token: u64,
+    /// Units of running start transactions, not yet started, and how they were pulled in.
+    queued: BTreeMap<UnitName, Pull>,
+    reaper: Reaper,
+}
+
+impl Manager {
+    pub fn new(units: UnitSet, tree: Tree, host: HostInfo, paths: Paths) -> std::io::Result<Self> {
+        let states = units
+            .loaded()
+            .filter_map(|u| {
+                u.service
+                    .as_ref()
+                    .map(|s| (u.name.clone(), ServiceState::new(s)))
+            })
+            .collect();
+        Ok(Manager {
+            units,
+            tree,
+            host,
+            paths,
+            states,
+            live_slices: BTreeSet::new(),
+            pids: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            watcher: EventWatcher::new().map_err(std::io::Error::other)?,
+            tokens: HashMap::new(),
+            next_token: 0,
+            queued: BTreeMap::new(),
+            reaper: Reaper::new().map_err(std::io::Error::from)?,
+        })
+    }
+
+    pub fn status(&self) -> Vec<UnitStatus> {
+        self.units
+            .units
+            .keys()
+            .map(|name| {
+                let (active, sub, result, main_pid) = match self.states.get(name) {
+                    Some(s) => (s.active, s.sub, s.result.to_string(), s.main_pid),
+                    None if self.live_slices.contains(name) => (
+                        ActiveState::Active,
+                        SubState::Running,
+                        "success".into(),
+                        None,
+                    ),
+                    None => (
+                        ActiveState::Inactive,
+                        SubState::Dead,
+                        "success".into(),
+                        None,
+                    ),
+                };
+                UnitStatus {
+                    name: name.clone(),
+                    active,
+                    sub,
+                    result,
+                    main_pid,
+                }
+            })
+            .collect()
+    }
+
+    /// Queues a start of `names` and everything they pull in.
+    pub fn start(&mut self, names: &[UnitName]) {
+        for (u, pull) in self.units.graph.transaction(names) {
+            let e = self.queued.entry(u).or_insert(pull);
+            *e = (*e).min(pull);
+        }
+        self.advance();
+    }
+
+    /// Queues a start of every `autostart` unit.
+    pub fn start_autostart(&mut self) {
+        let names: Vec<UnitName> = self
+            .units
+            .loaded()
+            .filter(|u| u.service.as_ref().is_some_and(|s| s.autostart))
+            .map(|u| u.name.clone())
+            .collect();
+        self.start(&names);
+    }
+
+    /// Stops every running service (in reverse start order) — the shutdown path.
+    pub fn stop_all(&mut self) {
+        self.queued.clear();
+        let running: Vec<UnitName> = self
+            .states
+            .iter()
+            .filter(|(_, s)| !matches!(s.active, ActiveState::Inactive | ActiveState::Failed))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in running {
+            self.event(&n, Event::Stop);
+        }
+    }
+
+    /// True when no service has processes left.
+    pub fn all_stopped(&self) -> bool {
+        self.states
+            .values()
+            .all(|s| matches!(s.active, ActiveState::Inactive | ActiveState::Failed))
+    }
+
+    fn unit(&self, name: &UnitName) -> Option<&Unit> {
+        self.units.get(name)
+    }
+
+    /// Starts every queued unit whose ordering predecessors have settled (started, failed or
+    /// not part of any job).
+    fn advance(&mut self) {
+        loop {
+            let ready: Vec<UnitName> = self
+                .queued
+                .keys()
+                .filter(|n| !self.units.graph.waits_on(n).any(|d| self.is_activating(d)))
+                .cloned()
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            for name in ready {
+                // A nested advance() (from the event below) may have taken it already.
+                if self.queued.remove(&name).is_none() {
+                    continue;
+                }
+                if let Some(failed) = self.failed_requirement(&name) {
+                    tracing::warn!(unit = %name, "required unit {failed} failed");
+                    self.event(&name, Event::DependencyFailed);
+                    continue;
+                }
+                match self.unit(&name).map(|u| u.name.kind()) {
+                    Some(Kind::Slice) => self.realize_slice(&name),
+                    Some(Kind::Service) => self.event(&name, Event::Start),
+                    None => tracing::warn!(unit = %name, "no such unit to start"),
+                }
+            }
+        }
+    }
+
+    fn is_activating(&self, name: &UnitName) -> bool {
+        self.queued.contains_key(name)
+            || self
+                .states
+                .get(name)
+                .is_some_and(|s| matches!(s.sub, SubState::Start))
+    }
+
+    /// A required unit (requires, slice, namespace owner) that is missing or failed.
+    fn failed_requirement(&self, name: &UnitName) -> Option<UnitName> {
+        self.units
+            .graph
+            .requirements(name)
+            .find(|r| match self.units.get(r) {
+                None => true,
+                Some(u) if u.name.kind() == Kind::Slice => !self.live_slices.contains(r),
+                Some(_) => self
+                    .states
+                    .get(r)
+                    .is_some_and(|s| s.active == ActiveState::Failed),
+            })
+            .cloned()
+    }
+
+    fn realize_slice(&mut self, name: &UnitName) {
+        if name.is_root_slice() {
+            // The root slice is the cgroup root itself: it exists and takes no limits.
+            self.live_slices.insert(name.clone());
+            return;
+        }
+        let Some(unit) = self.units.get(name) else {
+            return;
+        };
+        let rel = unit.cgroup_path();
+        match self.tree.realize(&rel, &unit.resources, &self.host) {
+            Ok(warnings) => {
+                for w in warnings {
+                    tracing::warn!(unit = %name, "{w}");
+                }
+                self.live_slices.insert(name.clone());
+            }
+            Err(e) => tracing::error!(unit = %name, "{e}"),
+        }
+    }
+
+    /// Feeds one event to a service and performs the actions.
+    pub fn event(&mut self, name: &UnitName, ev: Event) {
+        let Some(cfg) = self.units.get(name).and_then(|u| u.service.clone()) else {
+            return;
+        };
+        let Some(st) = self.states.get_mut(name) else {
+            return;
+        };
+        let before = (st.active, st.sub);
+        let actions = step(&cfg, st, ev, Instant::now());
+        let after = (st.active, st.sub);
+        if before != after {
+            tracing::info!(
+                unit = %name,
+                "{} ({}) → {} ({}), result {}",
+                before.0,
+                before.1,
+                after.0,
+                after.1,
+                st.result
+            );
+        }
+        for a in actions {
+            self.perform(name, &cfg, a);
+        }
+        if before != after {
+            self.advance();
+        }
+    }
+
+    fn perform(&mut self, name: &UnitName, cfg: &crate::unit::Service, action: Action) {
+        let Some(unit) = self.units.get(name) else {
+            return;
+        };
+        let rel = unit.cgroup_path();
+        let cg = self.tree.cgroup(&rel);
+        match action {
+            Action::Spawn => match self.spawn(name) {
+                Ok(pid) => self.event(name, Event::Spawned { pid }),
+                Err(e) => {
+                    tracing::error!(unit = %name, "{e}");
+                    self.event(name, Event::SpawnFailed);
+                }
+            },
+            Action::Signal { signal, all } => {
+                let pids: Vec<u32> = if all {
+                    cg.as_ref()
+                        .ok()
+                        .and_then(|c| c.procs().ok())
+                        .unwrap_or_default()
+                } else {
+                    self.states
+                        .get(name)
+                        .and_then(|s| s.main_pid)
+                        .into_iter()
+                        .collect()
+                };
+                for pid in pids {
+                    // ESRCH: it exited meanwhile; its exit arrives through the reaper.
+                    let _ = process::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+                }
+            }
+            Action::KillAll => {
+                if let Ok(c) = &cg
+                    && let Err(e) = c.kill()
+                {
+                    tracing::warn!(unit = %name, "{e}");
+                }
+            }
+            Action::CheckEmpty => {
+                let empty = cg
+                    .as_ref()
+                    .map_or(true, |c| !c.is_populated().unwrap_or(false));
+                if empty {
+                    self.event(name, Event::CgroupEmpty);
+                }
+            }
+            Action::ArmTimer(d) => {
+                self.deadlines.insert(name.clone(), Instant::now() + d);
+            }
+            Action::CancelTimer => {
+                self.deadlines.remove(name);
+            }
+            Action::RemoveCgroup => {
+                if let Some(t) = self
+                    .tokens
+                    .iter()
+                    .find(|(_, n)| *n == name)
+                    .map(|(t, _)| *t)
+                {
+                    let _ = self.watcher.remove(t);
+                    self.tokens.remove(&t);
+                }
+                if let Err(e) = self.tree.remove(&rel) {
+                    tracing::warn!(unit = %name, "{e}");
+                }
+            }
+            Action::FinishJob(r) => {
+                let level = if r == JobResult::Done {
+                    "done"
+                } else {
+                    r.as_str()
+                };
+                tracing::info!(unit = %name, "job {level}");
+            }
+        }
+        let _ = cfg;
+    }
+
+    /// Creates the unit's cgroup, applies its limits, watches it, and spawns the main process
+    /// into it.
+    fn spawn(&mut self, name: &UnitName) -> Result<u32, String> {
+        let unit = self.units.get(name).ok_or("no such unit")?.clone();
+        let svc = unit.service.as_ref().ok_or("not a service")?;
+        let rel = unit.cgroup_path();
+        let warnings = self
+            .tree
+            .realize(&rel, &unit.resources, &self.host)
+            .map_err(|e| e.to_string())?;
+        for w in warnings {
+            tracing::warn!(unit = %name, "{w}");
+        }
+        let dir = self.tree.root().join(&rel);
+        if !self.tokens.values().any(|n| n == name) {
+            let token: cgroup::Token = self.next_token;
+            self.next_token += 1;
+            self.watcher.add(token, &dir).map_err(|e| e.to_string())?;
+            self.tokens.insert(token, name.clone());
+        }
+        let mut spec = SpawnSpec::new(svc.exec.iter().map(String::as_str));
+        for (k, v) in &svc.environment {
+            spec.env(k, v);
+        }
+        spec.working_directory = svc.working_directory.clone();
+        spec.umask = svc.umask;
+        spec.cgroup = Some(dir);
+        spec.stdout = self.output(name, &svc.stdout)?;
+        spec.stderr = self.output(name, &svc.stderr)?;
+        if svc.user.is_some() || svc.group.is_some() {
+            let ident = |i: &crate::unit::Ident| match i {
+                crate::unit::Ident::Name(n) => n.clone(),
+                crate::unit::Ident::Id(id) => id.to_string(),
+            };
+            let user = svc.user.as_ref().map_or_else(|| "root".to_string(), ident);
+            let group = svc.group.as_ref().map(ident);
+            spec.credentials =
+                Some(process::resolve_user(&user, group.as_deref()).map_err(|e| e.to_string())?);
+        }
+        let child = process::spawn(&spec).map_err(|e| e.to_string())?;
+        let pid = child.pid.as_raw() as u32;
+        self.pids.insert(pid, name.clone());
+        Ok(pid)
+    }
+
+    fn output(&self, name: &UnitName, o: &Output) -> Result<Stdio, String> {
+        let open = |p: &std::path::Path| -> Result<Stdio, String> {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map(|f| Stdio::Fd(OwnedFd::from(f)))
+                .map_err(|e| format!("opening {}: {e}", p.display()))
+        };
+        match o {
+            Output::Null => Ok(Stdio::Null),
+            Output::Inherit => Ok(Stdio::Inherit),
+            Output::File(p) => open(p),
+            Output::Log => {
+                std::fs::create_dir_all(&self.paths.log_dir)
+                    .map_err(|e| format!("creating {}: {e}", self.paths.log_dir.display()))?;
+                open(&self.paths.log_dir.join(format!("{name}.log")))
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: u32, status: ExitStatus) {
+        let Some(name) = self.pids.remove(&pid) else {
+            return;
+        };
+        // The cgroup can report empty before the exit is reaped, and the unit may have settled
+        // (and even restarted) meanwhile: only the current main process's exit is news.
+        if self.states.get(&name).and_then(|s| s.main_pid) != Some(pid) {
+            return;
+        }
+        // An OOM kill is counted in memory.events before its victim dies: take the cgroup
+        // events already queued first, so the unit learns the cause before the exit.
+        self.on_cgroup_events();
+        let exit = match status {
+            ExitStatus::Exited(c) => Exit::Code(c),
+            ExitStatus::Signaled(s, _) => Exit::Signal(s),
+        };
+        self.event(&name, Event::MainExited(exit));
+    }
+
+    fn on_cgroup_events(&mut self) {
+        let events = match self.watcher.read_events() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("reading cgroup events: {e}");
+                return;
+            }
+        };
+        for ev in events {
+            let (token, event) = match ev {
+                CgroupEvent::Empty { token } => (token, Event::CgroupEmpty),
+                CgroupEvent::OomKill { token, .. } => (token, Event::OomKill),
+            };
+            if let Some(name) = self.tokens.get(&token).cloned() {
+                self.event(&name, event);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<UnitName> = self
+            .deadlines
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in due {
+            self.deadlines.remove(&n);
+            self.event(&n, Event::Timer);
+        }
+    }
+
+    /// Runs the manager until `shutdown` resolves, then stops every unit and waits until they
+    /// are all down.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let reaper_fd = readable(self.reaper.as_fd().try_clone_to_owned()?)?;
+        let watcher_fd = readable(self.watcher.as_fd().try_clone_to_owned()?)?;
+        tokio::pin!(shutdown);
+        let mut stopping = false;
+        loop {
+            if stopping && self.all_stopped() {
+                self.reap_remaining();
+                self.remove_slices();
+                return Ok(());
+            }
+            let deadline = self.deadlines.values().min().copied();
+            tokio::select! {
+                r = reaper_fd.readable() => {
+                    let mut g = r?;
+                    g.clear_ready();
+                    for (pid, status) in self.reaper.reap() {
+                        self.on_exit(pid.as_raw() as u32, status);
+                    }
+                }
+                r = watcher_fd.readable() => {
+                    let mut g = r?;
+                    g.clear_ready();
+                    self.on_cgroup_events();
+                }
+                _ = sleep_until(deadline) => self.fire_timers(),
+                _ = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    self.stop_all();
+                }
+            }
+        }
+    }
+}
+
+/// Registers a duplicate of a signalfd or inotify fd with the event loop: readiness belongs to
+/// the open file description, so the original keeps being read as before.
+fn readable(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns `fd`, so it stays open and the same for the AsyncFd's lifetime.
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(Into::into)
+}
+
+impl Manager {
+    /// Before exiting: reaps the main processes whose exit the kernel has not reported yet (a
+    /// cgroup empties a moment before its last process becomes a zombie), so none is left to
+    /// whoever inherits it.
+    fn reap_remaining(&mut self) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while !self.pids.is_empty() && Instant::now() < deadline {
+            for (pid, _) in self.reaper.reap() {
+                self.pids.remove(&(pid.as_raw() as u32));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Removes the cgroups of slices, deepest first (on shutdown, once every service is down).
+    fn remove_slices(&mut self) {
+        let mut slices: Vec<(PathBuf, UnitName)> = self
+            .live_slices
+            .iter()
+            .filter(|s| !s.is_root_slice())
+            .filter_map(|s| self.units.get(s).map(|u| (u.cgroup_path(), s.clone())))
+            .collect();
+        slices.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (rel, name) in slices {
+            if let Err(e) = self.tree.remove(&rel) {
+                tracing::warn!(unit = %name, "{e}");
+            }
+            self.live_slices.remove(&name);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,183 @@
+//! corrald on the host, delegated a fresh child of the real cgroup2 mount (`--cgroup-root`):
+//! autostart units start in dependency order inside their own cgroups, a crashing unit restarts
+//! until its start limit, and SIGTERM stops every unit in reverse order, removes the cgroups and
+//! exits. (No resource controllers here: limits are proven in the VM.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corral::cgroup::ownership;
+
+/// A fresh cgroup under the host's cgroup2 mount, removed (with anything left in it) on drop.
+struct TestRoot(PathBuf);
+
+impl TestRoot {
+    fn new(name: &str) -> Option<Self> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = ownership::parse_mountinfo(&mountinfo)?;
+        let dir = mount
+            .mount_point
+            .join(format!("corral-test-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        Some(TestRoot(dir))
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        let _ = corral::cgroup::Cgroup::new(&self.0).kill();
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = corral::cgroup::Cgroup::new(&self.0).remove_tree();
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn autostart_restart_limits_and_clean_shutdown() {
+    let Some(root) = TestRoot::new("daemon") else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let units = tmp.path().join("units");
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    let o = out.display();
+    write(
+        &units,
+        "web.service.toml",
+        &format!(
+            "[unit]\nslice = \"apps.slice\"\nautostart = true\n[service]\n\
+             exec = [\"/bin/sh\", \"-c\", \"echo $$ > {o}/web.pid; exec sleep 1000\"]\n"
+        ),
+    );
+    write(
+        &units,
+        "dep.service.toml",
+        &format!(
+            "[unit]\nrequires = [\"web.service\"]\nafter = [\"web.service\"]\nautostart = true\n\
+             [service]\ntype = \"oneshot\"\nremain-after-exit = true\n\
+             exec = [\"/bin/sh\", \"-c\", \"test -d {r}/apps.slice/web.service && cat /proc/self/cgroup > {o}/dep.cgroup\"]\n",
+            r = root.0.display()
+        ),
+    );
+    write(
+        &units,
+        "crash.service.toml",
+        &format!(
+            "[unit]\nautostart = true\n[service]\n\
+             exec = [\"/bin/sh\", \"-c\", \"echo x >> {o}/crash.count; exit 3\"]\n\
+             restart = \"on-failure\"\nrestart-delay = \"20ms\"\nrestart-delay-max = \"40ms\"\n\
+             start-limit = {{ burst = 3, interval = \"1m\" }}\n"
+        ),
+    );
+    write(
+        &units,
+        "missing.service.toml",
+        "[service]\nexec = [\"/nonexistent/program\"]\n",
+    );
+
+    let daemon = Command::new(env!("CARGO_BIN_EXE_corrald"))
+        .arg("--cgroup-root")
+        .arg(&root.0)
+        .arg("--unit-path")
+        .arg(&units)
+        .arg("--runtime-dir")
+        .arg(tmp.path().join("run"))
+        .arg("--log-dir")
+        .arg(tmp.path().join("log"))
+        .arg("--no-bus")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(daemon);
+
+    // web runs in its own cgroup under apps.slice; dep ran after it, in system.slice.
+    let web_pid_file = out.join("web.pid");
+    wait_for("web.service", Duration::from_secs(10), || {
+        std::fs::read_to_string(&web_pid_file).is_ok_and(|s| !s.trim().is_empty())
+    });
+    let web_pid: u32 = std::fs::read_to_string(&web_pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let web_cg = root.0.join("apps.slice/web.service");
+    let procs = std::fs::read_to_string(web_cg.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == web_pid.to_string()), "{procs}");
+    let dep_file = out.join("dep.cgroup");
+    wait_for("dep.service", Duration::from_secs(10), || dep_file.exists());
+    let dep_cgroup = std::fs::read_to_string(&dep_file).unwrap();
+    assert!(
+        dep_cgroup.contains("/system.slice/dep.service"),
+        "{dep_cgroup}"
+    );
+    // The daemon itself moved into init.scope.
+    let init = std::fs::read_to_string(root.0.join("init.scope/cgroup.procs")).unwrap();
+    assert!(
+        init.lines().any(|l| l == daemon.0.id().to_string()),
+        "{init}"
+    );
+
+    // crash.service: 3 starts within the start limit, then it stays failed.
+    let count = out.join("crash.count");
+    wait_for(
+        "crash.service's three starts",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&count).is_ok_and(|s| s.lines().count() >= 3),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 3);
+
+    // SIGTERM: everything stops, the cgroups go, the daemon exits cleanly.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "corrald did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "corrald: {status}\n{log}");
+    assert!(
+        !Path::new(&format!("/proc/{web_pid}")).exists(),
+        "web's process survived shutdown"
+    );
+    assert!(!web_cg.exists(), "web's cgroup was not removed\n{log}");
+    assert!(
+        !root.0.join("apps.slice").exists(),
+        "apps.slice was not removed\n{log}"
+    );
+}
