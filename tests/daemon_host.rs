@@ -3,42 +3,14 @@
 //! until its start limit, and SIGTERM stops every unit in reverse order, removes the cgroups and
 //! exits. (No resource controllers here: limits are proven in the VM.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use corral::cgroup::ownership;
+#[path = "common/daemon.rs"]
+mod daemon;
 
-/// A fresh cgroup under the host's cgroup2 mount, removed (with anything left in it) on drop.
-struct TestRoot(PathBuf);
-
-impl TestRoot {
-    fn new(name: &str) -> Option<Self> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        let mount = ownership::parse_mountinfo(&mountinfo)?;
-        let dir = mount
-            .mount_point
-            .join(format!("corral-test-{name}-{}", std::process::id()));
-        std::fs::create_dir(&dir).ok()?;
-        Some(TestRoot(dir))
-    }
-}
-
-impl Drop for TestRoot {
-    fn drop(&mut self) {
-        let _ = corral::cgroup::Cgroup::new(&self.0).kill();
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = corral::cgroup::Cgroup::new(&self.0).remove_tree();
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use daemon::{TestRoot, wait_for};
 
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();

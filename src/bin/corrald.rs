@@ -5,8 +5,9 @@
 //! powers off (SIGTERM) or reboots (SIGINT) once every unit is down; it never exits and never
 //! panics into the kernel.
 //!
-//! Not yet here: the D-Bus API (`--no-bus` is accepted; the bus is the next step), user-mode
-//! paths and re-adoption of running services.
+//! The API is served on the private socket `RUNTIME/private`. Not yet here: the system or
+//! session bus (`--no-bus` is accepted and is what happens today), user-mode paths, and
+//! re-adoption of running services.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +16,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use corral::boot::pid1::{self, Final};
+use corral::bus::{Access, ManagerHandle, Mode, PrivateServer, ServerInfo};
 use corral::cgroup::{HostInfo, RootRequest, Tree, decide_root};
 use corral::manager::executor::{Manager, Paths};
 use corral::unit::{SearchPath, load_path};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{broadcast, mpsc};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -112,16 +116,26 @@ fn run(args: Args) -> anyhow::Result<Final> {
     let host = HostInfo::detect()?;
     let paths = Paths {
         log_dir: args.log_dir.clone(),
+        cgroup_mount: request.mount.clone(),
     };
+    let mode = if args.user { Mode::User } else { Mode::System };
+    let socket = args.runtime_dir.join("private");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
     rt.block_on(async move {
-        let mut manager = Manager::new(units, tree, host, paths)?;
+        let (requests_tx, requests_rx) = mpsc::channel(64);
+        let (notify_tx, _) = broadcast::channel(1024);
+        let mut manager = Manager::new(units, tree, host, paths, notify_tx.clone())?;
+        let info = ServerInfo::new(mode, root.path.display().to_string());
+        let handle = ManagerHandle::new(requests_tx, notify_tx);
+        let server = PrivateServer::bind(&socket, info, Access::for_mode(mode), handle)
+            .with_context(|| format!("serving {}", socket.display()))?;
+        tracing::info!("serving the API on {}", socket.display());
         manager.start_autostart();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let shutdown = async move {
             let how = tokio::select! {
@@ -131,7 +145,8 @@ fn run(args: Args) -> anyhow::Result<Final> {
             tracing::info!("stopping every unit");
             let _ = tx.send(how);
         };
-        manager.run(shutdown).await?;
+        manager.run(requests_rx, shutdown).await?;
+        server.shutdown();
         Ok::<_, anyhow::Error>(rx.await.unwrap_or(Final::PowerOff))
     })
     .inspect(|_| tracing::info!("every unit stopped"))

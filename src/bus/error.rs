@@ -14,7 +14,7 @@ use zbus::fdo;
 use zbus::message::{Header, Message};
 use zbus::names::ErrorName;
 
-use super::request::RequestError;
+use crate::manager::request::RequestError;
 
 /// The errors named `org.corral1.Error.*`.
 #[derive(Debug, Clone, PartialEq, Eq, zbus::DBusError)]

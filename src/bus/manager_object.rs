@@ -8,9 +8,9 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedObjectPath;
 use zbus::{fdo, interface};
 
-use super::request::{JobKind, Request};
 use super::server::ServerInfo;
 use super::{Access, Error, ManagerHandle, parse_unit, unit_path};
+use crate::manager::request::{JobKind, Request};
 
 /// One row of `ListUnits`: name, description, load state, active state, sub state, object.
 pub type UnitRow = (String, String, String, String, String, OwnedObjectPath);

@@ -7,7 +7,7 @@
 //! `oneshot` reply; what the manager announces ([`Notification`]) is turned into signals and
 //! object (un)registrations on every connection. [`ManagerHandle`] is the pair of channels.
 //!
-//! Layout: [`request`] (the manager boundary, zbus-free), [`error`] (stable error names),
+//! Layout: the manager boundary is [`crate::manager::request`] (zbus-free); [`error`] (stable error names),
 //! [`access`] (who may change state), [`hello`] (the `org.freedesktop.DBus.Hello` shim busctl
 //! needs on a peer-to-peer socket), [`manager_object`] and [`unit_object`] (the interfaces),
 //! [`server`] (socket, accept loop, per-connection task).
@@ -16,7 +16,6 @@ pub mod access;
 pub mod error;
 pub mod hello;
 pub mod manager_object;
-pub mod request;
 pub mod server;
 pub mod unit_object;
 
@@ -25,11 +24,11 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 
 use crate::unit::UnitName;
 
-pub use access::{Access, Mode};
-pub use error::{CorralError, Error, ServerError};
-pub use request::{
+pub use crate::manager::request::{
     JobKind, LoadState, Notification, Request, RequestError, UnitProperties, UnitSummary,
 };
+pub use access::{Access, Mode};
+pub use error::{CorralError, Error, ServerError};
 pub use server::{PrivateServer, ServerInfo};
 
 /// The well-known bus name.

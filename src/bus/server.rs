@@ -44,11 +44,11 @@ use zbus::{AuthMechanism, Connection, Guid, OwnedGuid, fdo, names::InterfaceName
 
 use super::hello::{HELLO_PATH, Hello};
 use super::manager_object::ManagerObject;
-use super::request::Notification;
 use super::unit_object::UnitObject;
 use super::{
     Access, Error, MANAGER_PATH, ManagerHandle, Mode, ServerError, UNIT_INTERFACE, unit_path,
 };
+use crate::manager::request::Notification;
 use crate::unit::UnitName;
 
 /// Mode of the private socket: only its owner (root, or the user in user mode) connects.

@@ -8,8 +8,8 @@
 
 use zbus::{fdo, interface};
 
-use super::request::{JobKind, UnitProperties};
 use super::{Access, Error, ManagerHandle};
+use crate::manager::request::{JobKind, UnitProperties};
 use crate::unit::UnitName;
 
 /// One unit's object on one connection.

@@ -20,27 +20,25 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
+use tokio::sync::{broadcast, mpsc};
 
-use super::state::{Action, ActiveState, Event, Exit, JobResult, ServiceState, SubState, step};
+use super::request::{
+    JobKind, LoadState, Notification, Request, RequestError, UnitProperties, UnitSummary,
+};
+use super::state::{
+    Action, ActiveState, Event, Exit, JobResult, ServiceState, SubState, UnitResult, step,
+};
 use crate::cgroup::{self, CgroupEvent, EventWatcher, HostInfo, Tree};
 use crate::process::{self, ExitStatus, Reaper, SpawnSpec, Stdio};
 use crate::unit::graph::Pull;
-use crate::unit::{Kind, Output, Unit, UnitName, UnitSet};
+use crate::unit::{Kind, LoadState as Loaded, Output, Unit, UnitName, UnitSet};
 
 /// Where the manager keeps things on disk.
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub log_dir: PathBuf,
-}
-
-/// A unit's run-time state as the outside sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitStatus {
-    pub name: UnitName,
-    pub active: ActiveState,
-    pub sub: SubState,
-    pub result: String,
-    pub main_pid: Option<u32>,
+    /// Where cgroup2 is mounted (`ControlGroup` properties are relative to it).
+    pub cgroup_mount: PathBuf,
 }
 
 pub struct Manager {
@@ -59,10 +57,23 @@ pub struct Manager {
     /// Units of running start transactions, not yet started, and how they were pulled in.
     queued: BTreeMap<UnitName, Pull>,
     reaper: Reaper,
+    /// Announcements to the bus (state changes, finished jobs).
+    notify: broadcast::Sender<Notification>,
+    /// The job each unit is running for a caller, by id.
+    jobs: BTreeMap<UnitName, u32>,
+    next_job: u32,
+    /// Units being restarted: started again once their stop settles.
+    restarting: BTreeSet<UnitName>,
 }
 
 impl Manager {
-    pub fn new(units: UnitSet, tree: Tree, host: HostInfo, paths: Paths) -> std::io::Result<Self> {
+    pub fn new(
+        units: UnitSet,
+        tree: Tree,
+        host: HostInfo,
+        paths: Paths,
+        notify: broadcast::Sender<Notification>,
+    ) -> std::io::Result<Self> {
         let states = units
             .loaded()
             .filter_map(|u| {
@@ -85,38 +96,11 @@ impl Manager {
             next_token: 0,
             queued: BTreeMap::new(),
             reaper: Reaper::new().map_err(std::io::Error::from)?,
+            notify,
+            jobs: BTreeMap::new(),
+            next_job: 1,
+            restarting: BTreeSet::new(),
         })
-    }
-
-    pub fn status(&self) -> Vec<UnitStatus> {
-        self.units
-            .units
-            .keys()
-            .map(|name| {
-                let (active, sub, result, main_pid) = match self.states.get(name) {
-                    Some(s) => (s.active, s.sub, s.result.to_string(), s.main_pid),
-                    None if self.live_slices.contains(name) => (
-                        ActiveState::Active,
-                        SubState::Running,
-                        "success".into(),
-                        None,
-                    ),
-                    None => (
-                        ActiveState::Inactive,
-                        SubState::Dead,
-                        "success".into(),
-                        None,
-                    ),
-                };
-                UnitStatus {
-                    name: name.clone(),
-                    active,
-                    sub,
-                    result,
-                    main_pid,
-                }
-            })
-            .collect()
     }
 
     /// Queues a start of `names` and everything they pull in.
@@ -267,6 +251,16 @@ impl Manager {
             self.perform(name, &cfg, a);
         }
         if before != after {
+            let _ = self.notify.send(Notification::UnitStateChanged {
+                unit: name.clone(),
+                active_state: after.0,
+                sub_state: after.1.as_str(),
+            });
+            if matches!(after.0, ActiveState::Inactive | ActiveState::Failed)
+                && self.restarting.remove(name)
+            {
+                self.start(std::slice::from_ref(name));
+            }
             self.advance();
         }
     }
@@ -338,7 +332,18 @@ impl Manager {
                     tracing::warn!(unit = %name, "{e}");
                 }
             }
+            Action::FinishJob(r) if self.restarting.contains(name) => {
+                // The stop half of a restart: the caller's job ends with the start.
+                tracing::debug!(unit = %name, "restart: stop {r}");
+            }
             Action::FinishJob(r) => {
+                if let Some(id) = self.jobs.remove(name) {
+                    let _ = self.notify.send(Notification::JobRemoved {
+                        id,
+                        unit: name.clone(),
+                        result: r,
+                    });
+                }
                 let level = if r == JobResult::Done {
                     "done"
                 } else {
@@ -420,14 +425,15 @@ impl Manager {
         let Some(name) = self.pids.remove(&pid) else {
             return;
         };
-        // The cgroup can report empty before the exit is reaped, and the unit may have settled
-        // (and even restarted) meanwhile: only the current main process's exit is news.
-        if self.states.get(&name).and_then(|s| s.main_pid) != Some(pid) {
-            return;
-        }
         // An OOM kill is counted in memory.events before its victim dies: take the cgroup
         // events already queued first, so the unit learns the cause before the exit.
         self.on_cgroup_events();
+        // The cgroup can report empty before the exit is reaped, and the unit may have settled
+        // (and even restarted, just now) meanwhile: only the current main process's exit is
+        // news. Checked after the events above, which may have done exactly that.
+        if self.states.get(&name).and_then(|s| s.main_pid) != Some(pid) {
+            return;
+        }
         let exit = match status {
             ExitStatus::Exited(c) => Exit::Code(c),
             ExitStatus::Signaled(s, _) => Exit::Signal(s),
@@ -472,6 +478,7 @@ impl Manager {
     /// are all down.
     pub async fn run(
         mut self,
+        mut requests: mpsc::Receiver<Request>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
         let reaper_fd = readable(self.reaper.as_fd().try_clone_to_owned()?)?;
@@ -499,6 +506,7 @@ impl Manager {
                     self.on_cgroup_events();
                 }
                 _ = sleep_until(deadline) => self.fire_timers(),
+                Some(req) = requests.recv() => self.handle(req),
                 _ = &mut shutdown, if !stopping => {
                     stopping = true;
                     self.stop_all();
@@ -517,6 +525,155 @@ fn readable(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
 }
 
 impl Manager {
+    /// Answers one request from the bus.
+    fn handle(&mut self, req: Request) {
+        match req {
+            Request::ListUnits { reply } => {
+                let _ = reply.send(self.units.units.keys().map(|n| self.summary(n)).collect());
+            }
+            Request::GetUnit { unit, reply } => {
+                let known = self.units.units.contains_key(&unit);
+                let _ = reply.send(if known {
+                    Ok(())
+                } else {
+                    Err(RequestError::NoSuchUnit(unit))
+                });
+            }
+            Request::GetProperties { unit, reply } => {
+                let _ = reply.send(self.properties(&unit));
+            }
+            Request::QueueJob { unit, kind, reply } => {
+                let _ = reply.send(self.queue_job(unit, kind));
+            }
+        }
+    }
+
+    fn queue_job(&mut self, unit: UnitName, kind: JobKind) -> Result<u32, RequestError> {
+        let entry = self
+            .units
+            .units
+            .get(&unit)
+            .ok_or_else(|| RequestError::NoSuchUnit(unit.clone()))?;
+        if let Loaded::Error(msg) = &entry.state {
+            return Err(RequestError::JobFailed(format!(
+                "{unit} has errors in its unit files: {msg}"
+            )));
+        }
+        if unit.kind() == Kind::Slice && kind != JobKind::Start {
+            return Err(RequestError::NotSupported(format!(
+                "stopping a slice ({unit}) is not supported yet: stop its units"
+            )));
+        }
+        let id = self.next_job;
+        self.next_job = self.next_job.wrapping_add(1).max(1);
+        if let Some(old) = self.jobs.insert(unit.clone(), id) {
+            // A new job replaces the unit's pending one, as systemd's job merging would.
+            let _ = self.notify.send(Notification::JobRemoved {
+                id: old,
+                unit: unit.clone(),
+                result: JobResult::Canceled,
+            });
+        }
+        match kind {
+            JobKind::Start if unit.kind() == Kind::Slice => {
+                self.start(std::slice::from_ref(&unit));
+                if let Some(id) = self.jobs.remove(&unit) {
+                    let _ = self.notify.send(Notification::JobRemoved {
+                        id,
+                        unit: unit.clone(),
+                        result: JobResult::Done,
+                    });
+                }
+            }
+            JobKind::Start => self.start(std::slice::from_ref(&unit)),
+            JobKind::Stop => {
+                self.restarting.remove(&unit);
+                self.queued.remove(&unit);
+                self.event(&unit, Event::Stop);
+            }
+            JobKind::Restart => {
+                let running = self.states.get(&unit).is_some_and(|s| {
+                    !matches!(s.active, ActiveState::Inactive | ActiveState::Failed)
+                });
+                if running {
+                    self.restarting.insert(unit.clone());
+                    self.event(&unit, Event::Stop);
+                } else {
+                    self.start(std::slice::from_ref(&unit));
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    fn active_sub(&self, name: &UnitName) -> (ActiveState, &'static str) {
+        match self.states.get(name) {
+            Some(s) => (s.active, s.sub.as_str()),
+            None if self.live_slices.contains(name) => (ActiveState::Active, "active"),
+            None => (ActiveState::Inactive, "dead"),
+        }
+    }
+
+    fn summary(&self, name: &UnitName) -> UnitSummary {
+        let entry = &self.units.units[name];
+        let (active_state, sub_state) = self.active_sub(name);
+        UnitSummary {
+            name: name.clone(),
+            description: entry
+                .unit()
+                .map(|u| u.description.clone())
+                .unwrap_or_default(),
+            load_state: match entry.state {
+                Loaded::Loaded(_) => LoadState::Loaded,
+                Loaded::Error(_) => LoadState::Error,
+            },
+            active_state,
+            sub_state,
+        }
+    }
+
+    fn properties(&self, name: &UnitName) -> Result<UnitProperties, RequestError> {
+        let entry = self
+            .units
+            .units
+            .get(name)
+            .ok_or_else(|| RequestError::NoSuchUnit(name.clone()))?;
+        let summary = self.summary(name);
+        let st = self.states.get(name);
+        let unit = entry.unit();
+        Ok(UnitProperties {
+            name: name.clone(),
+            description: summary.description,
+            load_state: summary.load_state,
+            load_error: match &entry.state {
+                Loaded::Error(m) => m.clone(),
+                Loaded::Loaded(_) => String::new(),
+            },
+            active_state: summary.active_state,
+            sub_state: summary.sub_state,
+            result: st.map_or(UnitResult::Success, |s| s.result),
+            main_pid: st.and_then(|s| s.main_pid).unwrap_or(0),
+            exit_status: st.map_or(0, |s| s.exit_status),
+            n_restarts: st.map_or(0, |s| s.n_restarts),
+            control_group: unit.map_or_else(String::new, |u| self.control_group(&u.cgroup_path())),
+            slice: unit
+                .and_then(Unit::slice)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A cgroup path as D-Bus shows it: relative to the cgroup2 mount, from `/`.
+    fn control_group(&self, rel: &std::path::Path) -> String {
+        let full = self.tree.root().join(rel);
+        let under_mount = full
+            .strip_prefix(&self.paths.cgroup_mount)
+            .unwrap_or(&full)
+            .to_string_lossy()
+            .into_owned();
+        format!("/{}", under_mount.trim_start_matches('/'))
+    }
+
     /// Before exiting: reaps the main processes whose exit the kernel has not reported yet (a
     /// cgroup empties a moment before its last process becomes a zombie), so none is left to
     /// whoever inherits it.

@@ -2,4 +2,5 @@
 //! [`state`]; the executor that performs its actions lives beside it.
 
 pub mod executor;
+pub mod request;
 pub mod state;

@@ -358,7 +358,8 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
         (S::Dead | S::Failed, Event::DependencyFailed) => {
             st.result = UnitResult::Dependency;
             st.set(A::Failed, S::Failed);
-            st.finish_job(JobResult::Dependency, &mut out);
+            st.job = None;
+            out.push(Action::FinishJob(JobResult::Dependency));
         }
 
         // Anything else is stale (a timer that fired after it was replaced, a duplicate

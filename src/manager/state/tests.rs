@@ -469,7 +469,12 @@ fn dependency_failure_and_stale_events() {
     run(
         &cfg,
         &[
-            (0, DependencyFailed, "failed/failed/dependency", &[]),
+            (
+                0,
+                DependencyFailed,
+                "failed/failed/dependency",
+                &[FinishJob(JobResult::Dependency)],
+            ),
             (1, Timer, "failed/failed/dependency", &[]),
             (2, CgroupEmpty, "failed/failed/dependency", &[]),
             (

@@ -8,10 +8,9 @@
 //!   ending, state transitions); sent on a `broadcast` channel that every bus connection
 //!   subscribes to, and turned into signals and object (un)registrations there.
 //!
-//! This file deliberately knows nothing of zbus: the manager sits below the bus layer and
-//! must not depend on it, so when the manager lands it can import these types (or the file can
-//! move to `manager/` unchanged). Refusals are a plain [`RequestError`]; `bus::error` maps them
-//! to the stable `org.corral1.Error.*` names.
+//! It knows nothing of zbus: the manager sits below the bus layer and must not depend on it.
+//! Refusals are a plain [`RequestError`]; `bus::error` maps them to the stable
+//! `org.corral1.Error.*` names.
 
 use tokio::sync::oneshot;
 

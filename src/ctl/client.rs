@@ -1,0 +1,146 @@
+//! corralctl's connection to the daemon: the private socket (`RUNTIME/private`, or
+//! `--address unix:path=…`), spoken peer to peer with EXTERNAL authentication, and thin typed
+//! calls over it. Views ([`super::views`]) turn the answers into text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use zbus::Connection;
+use zbus::proxy::Proxy;
+use zbus::zvariant::OwnedObjectPath;
+
+use crate::bus::{BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH, UNIT_INTERFACE};
+
+/// The default private socket of the system manager.
+pub const DEFAULT_SOCKET: &str = "/run/corral/private";
+
+/// Why corralctl could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("unsupported address {0:?}: expected unix:path=/path/to/socket")]
+    Address(String),
+    #[error("connecting to {}: {err} (is corrald running?)", path.display())]
+    Connect { path: PathBuf, err: std::io::Error },
+    /// A D-Bus error reply, shown as the daemon worded it.
+    #[error("{0}")]
+    Call(String),
+}
+
+impl From<zbus::Error> for ClientError {
+    fn from(e: zbus::Error) -> Self {
+        match e {
+            zbus::Error::MethodError(name, Some(msg), _) => {
+                ClientError::Call(format!("{msg} ({name})"))
+            }
+            zbus::Error::MethodError(name, None, _) => ClientError::Call(name.to_string()),
+            zbus::Error::FDO(e) => ClientError::Call(e.to_string()),
+            other => ClientError::Call(other.to_string()),
+        }
+    }
+}
+
+/// The socket an `--address` names, or the default one.
+pub fn socket_path(address: Option<&str>) -> Result<PathBuf, ClientError> {
+    match address {
+        None => Ok(PathBuf::from(DEFAULT_SOCKET)),
+        Some(a) => a
+            .strip_prefix("unix:path=")
+            .map(PathBuf::from)
+            .ok_or_else(|| ClientError::Address(a.to_string())),
+    }
+}
+
+/// One row of `ListUnits`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnitRow {
+    pub name: String,
+    pub description: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+}
+
+/// A connected client.
+pub struct Client {
+    conn: Connection,
+}
+
+impl Client {
+    pub async fn connect(path: PathBuf) -> Result<Client, ClientError> {
+        let stream = tokio::net::UnixStream::connect(&path)
+            .await
+            .map_err(|err| ClientError::Connect {
+                path: path.clone(),
+                err,
+            })?;
+        let conn = zbus::connection::Builder::unix_stream(stream)
+            .p2p()
+            .auth_mechanism(zbus::AuthMechanism::External)
+            .build()
+            .await?;
+        Ok(Client { conn })
+    }
+
+    async fn manager(&self) -> Result<Proxy<'static>, ClientError> {
+        Ok(Proxy::new(&self.conn, BUS_NAME, MANAGER_PATH, MANAGER_INTERFACE).await?)
+    }
+
+    pub async fn unit(&self, name: &str) -> Result<Proxy<'static>, ClientError> {
+        let path: OwnedObjectPath = self.manager().await?.call("GetUnit", &(name,)).await?;
+        Ok(Proxy::new(&self.conn, BUS_NAME, path, UNIT_INTERFACE).await?)
+    }
+
+    pub async fn list_units(&self) -> Result<Vec<UnitRow>, ClientError> {
+        let rows: Vec<(String, String, String, String, String, OwnedObjectPath)> =
+            self.manager().await?.call("ListUnits", &()).await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(name, description, load_state, active_state, sub_state, _)| UnitRow {
+                    name,
+                    description,
+                    load_state,
+                    active_state,
+                    sub_state,
+                },
+            )
+            .collect())
+    }
+
+    /// Runs a job (`StartUnit`, `StopUnit`, `RestartUnit`) and, unless `no_block`, waits for
+    /// its `JobRemoved`: subscribed before the call, so the end can't be missed. Returns the
+    /// job's result (`done`, `failed`, …).
+    pub async fn job(
+        &self,
+        method: &str,
+        unit: &str,
+        no_block: bool,
+    ) -> Result<String, ClientError> {
+        let manager = self.manager().await?;
+        let mut removed = manager.receive_signal("JobRemoved").await?;
+        let id: u32 = manager.call(method, &(unit,)).await?;
+        if no_block {
+            return Ok("queued".to_string());
+        }
+        while let Some(msg) = removed.next().await {
+            let (job, _unit, result): (u32, String, String) = msg.body().deserialize()?;
+            if job == id {
+                return Ok(result);
+            }
+        }
+        Err(ClientError::Call("the daemon closed the connection".into()))
+    }
+
+    /// A property of a unit, as any D-Bus value.
+    pub async fn property<T>(&self, unit: &Proxy<'_>, name: &str) -> Result<T, ClientError>
+    where
+        T: TryFrom<zbus::zvariant::OwnedValue>,
+        T::Error: Into<zbus::Error>,
+    {
+        Ok(unit.get_property(name).await?)
+    }
+}
+
+/// How long a client waits for the daemon to answer at all.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

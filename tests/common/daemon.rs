@@ -1,0 +1,129 @@
+//! A corrald on the host for integration tests: a fresh child of the host's cgroup2 mount as
+//! its `--cgroup-root`, a temporary unit directory, runtime and log directories; killed and
+//! cleaned up on drop. Include with `#[path = "common/daemon.rs"] mod daemon;`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use corral::cgroup::{Cgroup, ownership};
+
+/// A fresh cgroup under the host's cgroup2 mount, removed (with anything left in it) on drop.
+pub struct TestRoot(pub PathBuf);
+
+impl TestRoot {
+    /// `None` where the host has no cgroup2 mount (the caller prints why it skips).
+    pub fn new(name: &str) -> Option<Self> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = ownership::parse_mountinfo(&mountinfo)?;
+        let dir = mount
+            .mount_point
+            .join(format!("corral-test-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        Some(TestRoot(dir))
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        let _ = Cgroup::new(&self.0).kill();
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = Cgroup::new(&self.0).remove_tree();
+    }
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// corrald with its directories; SIGKILLed on drop if still running.
+pub struct Daemon {
+    pub child: Child,
+    pub root: TestRoot,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts corrald over `units` (file name, text) and waits for its private socket.
+    pub fn start(name: &str, units: &[(&str, String)]) -> Option<Daemon> {
+        let root = TestRoot::new(name)?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unit_dir = dir.path().join("units");
+        std::fs::create_dir_all(&unit_dir).expect("unit dir");
+        for (file, text) in units {
+            std::fs::write(unit_dir.join(file), text).expect("unit file");
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_corrald"))
+            .arg("--cgroup-root")
+            .arg(&root.0)
+            .arg("--unit-path")
+            .arg(&unit_dir)
+            .arg("--runtime-dir")
+            .arg(dir.path().join("run"))
+            .arg("--log-dir")
+            .arg(dir.path().join("log"))
+            .arg("--no-bus")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting corrald");
+        let d = Daemon { child, root, dir };
+        let sock = d.socket();
+        wait_for("the private socket", Duration::from_secs(10), || {
+            sock.exists()
+        });
+        Some(d)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/private")
+    }
+
+    pub fn out_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs corralctl against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_corralctl"))
+            .arg("--address")
+            .arg(format!("unix:path={}", self.socket().display()))
+            .args(args)
+            .output()
+            .expect("running corralctl")
+    }
+
+    /// SIGTERM, then waits for the exit; returns the status and everything it logged.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "corrald did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut log = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut log);
+        }
+        (status, log)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,157 @@
+//! corralctl against a real corrald on the host (private socket, `--cgroup-root` on the host's
+//! cgroup2): list, status, start, stop, restart, JSON, and the errors a user sees.
+
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use std::time::Duration;
+
+use daemon::{Daemon, wait_for};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn corralctl_drives_the_daemon() {
+    let units = [
+        (
+            "web.service.toml",
+            "[unit]\ndescription = \"Web\"\nslice = \"apps.slice\"\nautostart = true\n\
+             [service]\nexec = [\"/bin/sleep\", \"1000\"]\n"
+                .to_string(),
+        ),
+        (
+            "db.service.toml",
+            "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
+        ),
+        (
+            "app.service.toml",
+            "[unit]\nrequires = [\"db.service\", \"gone.service\"]\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n"
+                .to_string(),
+        ),
+        (
+            "broken.service.toml",
+            "[service]\nexec = [\"/bin/true\"]\nrestart = \"sometimes\"\n".to_string(),
+        ),
+    ];
+    let Some(d) = Daemon::start("ctl", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    wait_for("web.service active", Duration::from_secs(10), || {
+        text(&d.ctl(&["status", "web.service"]).stdout).contains("Active: active (running)")
+    });
+
+    // list: every unit, loaded or not, with its state.
+    let out = d.ctl(&["list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = text(&out.stdout);
+    let row = |name: &str| -> Vec<String> {
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{list}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        row("web.service"),
+        ["web.service", "loaded", "active", "running", "Web"]
+    );
+    assert_eq!(
+        row("db.service"),
+        ["db.service", "loaded", "inactive", "dead"]
+    );
+    assert_eq!(
+        row("broken.service"),
+        ["broken.service", "error", "inactive", "dead"]
+    );
+    assert_eq!(
+        row("apps.slice"),
+        ["apps.slice", "loaded", "active", "active"]
+    );
+
+    // status: state, main PID, cgroup; the process really is in that cgroup.
+    let status = text(&d.ctl(&["status", "web.service"]).stdout);
+    let pid: u32 = status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Main PID: "))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no main PID in:\n{status}"));
+    let cg = d.root.0.join("apps.slice/web.service/cgroup.procs");
+    assert!(
+        std::fs::read_to_string(&cg)
+            .unwrap()
+            .lines()
+            .any(|l| l == pid.to_string())
+    );
+    assert!(status.contains("Slice: apps.slice"), "{status}");
+    assert!(status.contains("/apps.slice/web.service"), "{status}");
+
+    // start waits for the job; a dependency failure exits non-zero with the reason.
+    let out = d.ctl(&["start", "db.service"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&d.ctl(&["status", "db.service"]).stdout).contains("active (running)"));
+    let out = d.ctl(&["start", "app.service"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("job for app.service ended: dependency"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = d.ctl(&["--json", "status", "app.service"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(json[0]["ActiveState"], "failed");
+    assert_eq!(json[0]["Result"], "dependency");
+
+    // A unit with load errors can't be started, and says why.
+    let out = d.ctl(&["start", "broken.service"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("[service] restart") && err.contains("JobFailed"),
+        "{err}"
+    );
+
+    // restart gives a new main process; stop ends it and removes its cgroup.
+    let out = d.ctl(&["restart", "web.service"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status = text(&d.ctl(&["status", "web.service"]).stdout);
+    assert!(status.contains("active (running)"), "{status}");
+    assert!(
+        !status.contains(&format!("Main PID: {pid}\n")),
+        "same PID after restart:\n{status}"
+    );
+    let out = d.ctl(&["stop", "web.service"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&d.ctl(&["status", "web.service"]).stdout).contains("inactive (dead)"));
+    assert!(!d.root.0.join("apps.slice/web.service").exists());
+
+    // Errors name the problem: unknown unit, a name with "/", a missing socket.
+    let out = d.ctl(&["status", "nope.service"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("NoSuchUnit"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = d.ctl(&["stop", "../etc.service"]);
+    assert!(
+        text(&out.stderr).contains("InvalidUnit"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corralctl"))
+        .args(["--address", "unix:path=/nonexistent/private", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("is corrald running?"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+}
