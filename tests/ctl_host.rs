@@ -155,3 +155,40 @@ fn corralctl_drives_the_daemon() {
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn notify_services_are_active_only_once_ready() {
+    let units = [
+        (
+            "ready.service.toml",
+            "[unit]\nautostart = true\n[service]\ntype = \"notify\"\n\
+             exec = [\"/bin/sh\", \"-c\", \"sleep 1; systemd-notify --ready --status=serving --pid=$$; exec sleep 1000\"]\n"
+                .to_string(),
+        ),
+        (
+            "mute.service.toml",
+            "[unit]\nautostart = true\n[service]\ntype = \"notify\"\nstart-timeout = \"1s\"\n\
+             exec = [\"/bin/sleep\", \"1000\"]\n"
+                .to_string(),
+        ),
+    ];
+    let Some(d) = Daemon::start("notify", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    // Activating until READY=1 arrives.
+    let early = text(&d.ctl(&["status", "ready.service"]).stdout);
+    assert!(early.contains("Active: activating (start)"), "{early}");
+    wait_for("ready.service active", Duration::from_secs(10), || {
+        text(&d.ctl(&["status", "ready.service"]).stdout).contains("Active: active (running)")
+    });
+    // Never ready: start-timeout fails it with result timeout.
+    wait_for("mute.service to time out", Duration::from_secs(10), || {
+        text(&d.ctl(&["status", "mute.service"]).stdout).contains("Active: failed")
+    });
+    let mute = text(&d.ctl(&["status", "mute.service"]).stdout);
+    assert!(mute.contains("Result: timeout"), "{mute}");
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("status: serving"), "{log}");
+}

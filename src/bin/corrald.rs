@@ -117,6 +117,7 @@ fn run(args: Args) -> anyhow::Result<Final> {
     let paths = Paths {
         log_dir: args.log_dir.clone(),
         cgroup_mount: request.mount.clone(),
+        runtime_dir: args.runtime_dir.clone(),
     };
     let mode = if args.user { Mode::User } else { Mode::System };
     let socket = args.runtime_dir.join("private");

@@ -22,6 +22,7 @@ use std::time::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{broadcast, mpsc};
 
+use super::notify::NotifySocket;
 use super::request::{
     JobKind, LoadState, Notification, Request, RequestError, UnitProperties, UnitSummary,
 };
@@ -39,6 +40,8 @@ pub struct Paths {
     pub log_dir: PathBuf,
     /// Where cgroup2 is mounted (`ControlGroup` properties are relative to it).
     pub cgroup_mount: PathBuf,
+    /// RUNTIME: the notify socket lives here.
+    pub runtime_dir: PathBuf,
 }
 
 pub struct Manager {
@@ -64,6 +67,9 @@ pub struct Manager {
     next_job: u32,
     /// Units being restarted: started again once their stop settles.
     restarting: BTreeSet<UnitName>,
+    notify_socket: NotifySocket,
+    /// The last `STATUS=` of each service.
+    status_text: BTreeMap<UnitName, String>,
 }
 
 impl Manager {
@@ -86,7 +92,6 @@ impl Manager {
             units,
             tree,
             host,
-            paths,
             states,
             live_slices: BTreeSet::new(),
             pids: HashMap::new(),
@@ -100,6 +105,9 @@ impl Manager {
             jobs: BTreeMap::new(),
             next_job: 1,
             restarting: BTreeSet::new(),
+            notify_socket: NotifySocket::bind(&paths.runtime_dir.join("notify"))?,
+            status_text: BTreeMap::new(),
+            paths,
         })
     }
 
@@ -382,6 +390,9 @@ impl Manager {
         spec.working_directory = svc.working_directory.clone();
         spec.umask = svc.umask;
         spec.cgroup = Some(dir);
+        if svc.kind == crate::unit::ServiceType::Notify {
+            spec.env("NOTIFY_SOCKET", self.notify_socket.path());
+        }
         spec.stdout = self.output(name, &svc.stdout)?;
         spec.stderr = self.output(name, &svc.stderr)?;
         if svc.user.is_some() || svc.group.is_some() {
@@ -483,6 +494,7 @@ impl Manager {
     ) -> std::io::Result<()> {
         let reaper_fd = readable(self.reaper.as_fd().try_clone_to_owned()?)?;
         let watcher_fd = readable(self.watcher.as_fd().try_clone_to_owned()?)?;
+        let notify_fd = readable(self.notify_socket.fd()?)?;
         tokio::pin!(shutdown);
         let mut stopping = false;
         loop {
@@ -507,6 +519,11 @@ impl Manager {
                 }
                 _ = sleep_until(deadline) => self.fire_timers(),
                 Some(req) = requests.recv() => self.handle(req),
+                r = notify_fd.readable() => {
+                    let mut g = r?;
+                    g.clear_ready();
+                    self.on_notify();
+                }
                 _ = &mut shutdown, if !stopping => {
                     stopping = true;
                     self.stop_all();
@@ -525,6 +542,63 @@ fn readable(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
 }
 
 impl Manager {
+    /// sd_notify messages: the sender's unit is found from its pid (the main process) or, with
+    /// `notify-access = "all"`, from its cgroup.
+    fn on_notify(&mut self) {
+        for msg in self.notify_socket.read_all() {
+            let Some((name, is_main)) = self.notify_sender(msg.pid) else {
+                tracing::debug!("notify message from pid {} of no unit: ignored", msg.pid);
+                continue;
+            };
+            let access = self
+                .units
+                .get(&name)
+                .and_then(|u| u.service.as_ref())
+                .map(|s| s.notify_access);
+            if !is_main && access != Some(crate::unit::NotifyAccess::All) {
+                tracing::warn!(
+                    unit = %name,
+                    "notify message from pid {}, not the main process: ignored \
+                     (notify-access = \"all\" allows it)",
+                    msg.pid
+                );
+                continue;
+            }
+            if let Some(status) = msg.status {
+                tracing::info!(unit = %name, "status: {status}");
+                self.status_text.insert(name.clone(), status);
+            }
+            if let Some(pid) = msg.main_pid {
+                // Only a process of the unit may become its main process.
+                if self.notify_sender(pid).is_some_and(|(n, _)| n == name) {
+                    if let Some(st) = self.states.get_mut(&name) {
+                        st.main_pid = Some(pid);
+                    }
+                    self.pids.insert(pid, name.clone());
+                }
+            }
+            if msg.stopping {
+                tracing::info!(unit = %name, "stopping (STOPPING=1)");
+            }
+            if msg.ready {
+                self.event(&name, Event::Ready);
+            }
+        }
+    }
+
+    /// The unit a process belongs to, and whether it is that unit's main process.
+    fn notify_sender(&self, pid: u32) -> Option<(UnitName, bool)> {
+        if let Some(name) = self.pids.get(&pid) {
+            let is_main = self.states.get(name).and_then(|s| s.main_pid) == Some(pid);
+            return Some((name.clone(), is_main));
+        }
+        let cg = super::notify::cgroup_of(pid)?;
+        self.units
+            .loaded()
+            .find(|u| u.service.is_some() && self.control_group(&u.cgroup_path()) == cg)
+            .map(|u| (u.name.clone(), false))
+    }
+
     /// Answers one request from the bus.
     fn handle(&mut self, req: Request) {
         match req {

@@ -2,5 +2,6 @@
 //! [`state`]; the executor that performs its actions lives beside it.
 
 pub mod executor;
+pub mod notify;
 pub mod request;
 pub mod state;
