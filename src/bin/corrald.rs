@@ -69,6 +69,9 @@ fn main() -> ExitCode {
         .init();
     if pid1 {
         pid1::boot();
+        if let Err(e) = corral::process::net::loopback_up() {
+            tracing::warn!("bringing up lo: {e}");
+        }
     }
     let outcome = std::panic::catch_unwind(|| run(args));
     match (outcome, pid1) {

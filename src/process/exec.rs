@@ -414,27 +414,13 @@ unsafe fn enter_new_time_ns(lines: &[Vec<u8>; 2], fds: &ChildFds) {
 }
 
 unsafe fn loopback_up(fds: &ChildFds) {
-    unsafe {
-        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        check(s, fds, Step::Loopback, 0);
-        let mut ifr: libc::ifreq = MaybeUninit::zeroed().assume_init();
-        ifr.ifr_name[0] = b'l' as libc::c_char;
-        ifr.ifr_name[1] = b'o' as libc::c_char;
-        check(
-            libc::ioctl(s, libc::SIOCGIFFLAGS as _, &mut ifr),
-            fds,
-            Step::Loopback,
-            0,
-        );
-        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        check(
-            libc::ioctl(s, libc::SIOCSIFFLAGS as _, &ifr),
-            fds,
-            Step::Loopback,
-            0,
-        );
-        libc::close(s);
-    }
+    // SAFETY: async-signal-safe raw syscalls (see net::set_loopback_up).
+    check(
+        unsafe { super::net::set_loopback_up() },
+        fds,
+        Step::Loopback,
+        0,
+    );
 }
 
 unsafe fn mount_op(op: &MountOp, i: u32, fds: &ChildFds) {

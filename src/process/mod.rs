@@ -28,6 +28,7 @@
 
 pub mod error;
 mod exec;
+pub mod net;
 mod plan;
 pub mod reap;
 pub mod signal;

@@ -552,7 +552,15 @@ impl Initramfs {
     /// Libraries that are only `dlopen`ed are not found this way: add them with [`Self::copy`].
     pub fn binary(&mut self, host: impl AsRef<Path>, guest: impl AsRef<Path>) -> &mut Self {
         let host = host.as_ref();
+        let guest = guest.as_ref();
         self.copy(host, guest);
+        // Debug builds carry ~100 MB of debug info: the guest needs none of it, and an image
+        // that big no longer unpacks in the guest's RAM. (Keeps the copy if strip is missing.)
+        let staged = self.host_path(guest);
+        let _ = Command::new("strip")
+            .arg("--strip-debug")
+            .arg(&staged)
+            .status();
         for library in shared_libraries(host) {
             if fs::symlink_metadata(self.host_path(&library)).is_err() {
                 self.copy(&library, &library);
