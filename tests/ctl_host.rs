@@ -192,3 +192,118 @@ fn notify_services_are_active_only_once_ready() {
     assert!(status.success(), "{log}");
     assert!(log.contains("status: serving"), "{log}");
 }
+
+#[test]
+fn service_types_stop_paths_logs_and_orphans() {
+    let units = [
+        (
+            "exec.service.toml",
+            "[service]\ntype = \"exec\"\nexec = [\"/bin/sh\", \"-c\", \"echo hello from exec; echo oops >&2; exec sleep 1000\"]\n"
+                .to_string(),
+        ),
+        (
+            "once.service.toml",
+            "[service]\ntype = \"oneshot\"\nexec = [\"/bin/sh\", \"-c\", \"sleep 0.2; exit 0\"]\n".to_string(),
+        ),
+        (
+            "once-fail.service.toml",
+            "[service]\ntype = \"oneshot\"\nexec = [\"/bin/sh\", \"-c\", \"exit 4\"]\n".to_string(),
+        ),
+        (
+            "stubborn.service.toml",
+            "[service]\nexec = [\"/bin/sh\", \"-c\", \"trap '' TERM; while :; do sleep 0.1; done\"]\nstop-timeout = \"1s\"\n"
+                .to_string(),
+        ),
+        (
+            "polite.service.toml",
+            "[service]\nexec = [\"/bin/sleep\", \"1000\"]\nexec-stop = [\"/bin/sh\", \"-c\", \"echo stopping-now\"]\n"
+                .to_string(),
+        ),
+        (
+            "orphans.service.toml",
+            "[service]\nexec = [\"/bin/sh\", \"-c\", \"(sleep 0.1 &) ; (true &) ; exec sleep 1000\"]\n".to_string(),
+        ),
+        (
+            "missing.service.toml",
+            "[service]\nexec = [\"/nonexistent/program\", \"--flag\"]\n".to_string(),
+        ),
+    ];
+    let Some(d) = Daemon::start("types", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let ok = |args: &[&str]| {
+        let out = d.ctl(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    let status = |u: &str| text(&d.ctl(&["status", u]).stdout);
+
+    // exec: active once exec succeeded; its output reaches the unit's log file.
+    ok(&["start", "exec.service"]);
+    assert!(status("exec.service").contains("active (running)"));
+    let log = d.out_dir().join("log/exec.service.log");
+    wait_for("exec.service's log", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("hello from exec") && l.contains("oops"))
+    });
+
+    // oneshot: the start job ends when it exits; success leaves it inactive, failure failed.
+    ok(&["start", "once.service"]);
+    assert!(
+        status("once.service").contains("inactive (dead)"),
+        "{}",
+        status("once.service")
+    );
+    let out = d.ctl(&["start", "once-fail.service"]);
+    assert!(!out.status.success());
+    let s = status("once-fail.service");
+    assert!(
+        s.contains("failed (failed)") && s.contains("Result: exit-code (status 4)"),
+        "{s}"
+    );
+
+    // A service that ignores SIGTERM is ended by cgroup.kill within stop-timeout + 1 s.
+    ok(&["start", "stubborn.service"]);
+    let t = std::time::Instant::now();
+    ok(&["stop", "stubborn.service"]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "stopped too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(status("stubborn.service").contains("inactive (dead)"));
+    assert!(!d.root.0.join("system.slice/stubborn.service").exists());
+
+    // exec-stop runs before the stop signal.
+    ok(&["start", "polite.service"]);
+    ok(&["stop", "polite.service"]);
+    let log =
+        std::fs::read_to_string(d.out_dir().join("log/polite.service.log")).unwrap_or_default();
+    assert!(log.contains("stopping-now"), "{log}");
+
+    // Orphans reparented to corrald (a subreaper) are reaped: no zombie children.
+    ok(&["start", "orphans.service"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let zombies: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter(|st| {
+            st.contains("State:\tZ") && st.lines().any(|l| l == format!("PPid:\t{}", d.child.id()))
+        })
+        .collect();
+    assert!(zombies.is_empty(), "zombies of corrald: {zombies:?}");
+
+    // An exec failure is the unit's error, in the daemon's words.
+    let out = d.ctl(&["start", "missing.service"]);
+    assert!(!out.status.success());
+    assert!(status("missing.service").contains("Result: exit-code (status 127)"));
+
+    let (st, log) = d.stop();
+    assert!(st.success(), "{log}");
+    assert!(
+        log.contains("exec /nonexistent/program: No such file or directory"),
+        "{log}"
+    );
+}

@@ -53,6 +53,8 @@ pub struct Manager {
     /// Slices whose cgroup exists.
     live_slices: BTreeSet<UnitName>,
     pids: HashMap<u32, UnitName>,
+    /// Running `exec-stop` processes.
+    control_pids: HashMap<u32, UnitName>,
     deadlines: BTreeMap<UnitName, Instant>,
     watcher: EventWatcher,
     tokens: HashMap<cgroup::Token, UnitName>,
@@ -95,6 +97,7 @@ impl Manager {
             states,
             live_slices: BTreeSet::new(),
             pids: HashMap::new(),
+            control_pids: HashMap::new(),
             deadlines: BTreeMap::new(),
             watcher: EventWatcher::new().map_err(std::io::Error::other)?,
             tokens: HashMap::new(),
@@ -280,6 +283,15 @@ impl Manager {
         let rel = unit.cgroup_path();
         let cg = self.tree.cgroup(&rel);
         match action {
+            Action::RunExecStop => match self.spawn_control(name, &cfg.exec_stop) {
+                Ok(pid) => {
+                    self.control_pids.insert(pid, name.clone());
+                }
+                Err(e) => {
+                    tracing::error!(unit = %name, "exec-stop: {e}");
+                    self.event(name, Event::ControlExited);
+                }
+            },
             Action::Spawn => match self.spawn(name) {
                 Ok(pid) => self.event(name, Event::Spawned { pid }),
                 Err(e) => {
@@ -365,6 +377,16 @@ impl Manager {
 
     /// Creates the unit's cgroup, applies its limits, watches it, and spawns the main process
     /// into it.
+    /// Runs a control command (`exec-stop`) of a unit in its cgroup, as the main process runs.
+    fn spawn_control(&mut self, name: &UnitName, argv: &[String]) -> Result<u32, String> {
+        let unit = self.units.get(name).ok_or("no such unit")?.clone();
+        let svc = unit.service.as_ref().ok_or("not a service")?;
+        let dir = self.tree.root().join(unit.cgroup_path());
+        let spec = self.spec(name, svc, argv, dir)?;
+        let child = process::spawn(&spec).map_err(|e| e.to_string())?;
+        Ok(child.pid.as_raw() as u32)
+    }
+
     fn spawn(&mut self, name: &UnitName) -> Result<u32, String> {
         let unit = self.units.get(name).ok_or("no such unit")?.clone();
         let svc = unit.service.as_ref().ok_or("not a service")?;
@@ -383,7 +405,23 @@ impl Manager {
             self.watcher.add(token, &dir).map_err(|e| e.to_string())?;
             self.tokens.insert(token, name.clone());
         }
-        let mut spec = SpawnSpec::new(svc.exec.iter().map(String::as_str));
+        let spec = self.spec(name, svc, &svc.exec, dir)?;
+        let child = process::spawn(&spec).map_err(|e| e.to_string())?;
+        let pid = child.pid.as_raw() as u32;
+        self.pids.insert(pid, name.clone());
+        Ok(pid)
+    }
+
+    /// What a process of the unit is started with: argv, environment, directory, umask,
+    /// cgroup, output, credentials.
+    fn spec(
+        &self,
+        name: &UnitName,
+        svc: &crate::unit::Service,
+        argv: &[String],
+        dir: PathBuf,
+    ) -> Result<SpawnSpec, String> {
+        let mut spec = SpawnSpec::new(argv.iter().map(String::as_str));
         for (k, v) in &svc.environment {
             spec.env(k, v);
         }
@@ -393,8 +431,17 @@ impl Manager {
         if svc.kind == crate::unit::ServiceType::Notify {
             spec.env("NOTIFY_SOCKET", self.notify_socket.path());
         }
-        spec.stdout = self.output(name, &svc.stdout)?;
-        spec.stderr = self.output(name, &svc.stderr)?;
+        // One relay pipe for both streams when either goes to the log.
+        let mut log_pipe = if svc.stdout == Output::Log || svc.stderr == Output::Log {
+            Some(
+                super::logs::start_relay(&self.paths.log_dir, name.as_str())
+                    .map_err(|e| format!("log of {name}: {e}"))?,
+            )
+        } else {
+            None
+        };
+        spec.stdout = self.output(&svc.stdout, &mut log_pipe)?;
+        spec.stderr = self.output(&svc.stderr, &mut log_pipe)?;
         if svc.user.is_some() || svc.group.is_some() {
             let ident = |i: &crate::unit::Ident| match i {
                 crate::unit::Ident::Name(n) => n.clone(),
@@ -405,34 +452,38 @@ impl Manager {
             spec.credentials =
                 Some(process::resolve_user(&user, group.as_deref()).map_err(|e| e.to_string())?);
         }
-        let child = process::spawn(&spec).map_err(|e| e.to_string())?;
-        let pid = child.pid.as_raw() as u32;
-        self.pids.insert(pid, name.clone());
-        Ok(pid)
+        Ok(spec)
     }
 
-    fn output(&self, name: &UnitName, o: &Output) -> Result<Stdio, String> {
-        let open = |p: &std::path::Path| -> Result<Stdio, String> {
-            OpenOptions::new()
+    /// Where one output stream goes. `log` takes the relay pipe (the second taker gets a
+    /// duplicate).
+    fn output(&self, o: &Output, log_pipe: &mut Option<OwnedFd>) -> Result<Stdio, String> {
+        match o {
+            Output::Null => Ok(Stdio::Null),
+            Output::Inherit => Ok(Stdio::Inherit),
+            Output::File(p) => OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(p)
                 .map(|f| Stdio::Fd(OwnedFd::from(f)))
-                .map_err(|e| format!("opening {}: {e}", p.display()))
-        };
-        match o {
-            Output::Null => Ok(Stdio::Null),
-            Output::Inherit => Ok(Stdio::Inherit),
-            Output::File(p) => open(p),
+                .map_err(|e| format!("opening {}: {e}", p.display())),
             Output::Log => {
-                std::fs::create_dir_all(&self.paths.log_dir)
-                    .map_err(|e| format!("creating {}: {e}", self.paths.log_dir.display()))?;
-                open(&self.paths.log_dir.join(format!("{name}.log")))
+                let fd = log_pipe.take().ok_or("no log pipe")?;
+                let dup = fd.try_clone().map_err(|e| format!("log pipe: {e}"))?;
+                *log_pipe = Some(dup);
+                Ok(Stdio::Fd(fd))
             }
         }
     }
 
     fn on_exit(&mut self, pid: u32, status: ExitStatus) {
+        if let Some(name) = self.control_pids.remove(&pid) {
+            if !status.success() {
+                tracing::warn!(unit = %name, "exec-stop ended: {status}");
+            }
+            self.event(&name, Event::ControlExited);
+            return;
+        }
         let Some(name) = self.pids.remove(&pid) else {
             return;
         };

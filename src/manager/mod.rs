@@ -2,6 +2,7 @@
 //! [`state`]; the executor that performs its actions lives beside it.
 
 pub mod executor;
+pub mod logs;
 pub mod notify;
 pub mod request;
 pub mod state;

@@ -130,12 +130,16 @@ pub enum Event {
     OomKill,
     /// A unit this one requires failed to start.
     DependencyFailed,
+    /// The `exec-stop` command ended (or could not start).
+    ControlExited,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Start the main process in the unit's cgroup (created first).
     Spawn,
+    /// Run `exec-stop` in the unit's cgroup; its end comes back as [`Event::ControlExited`].
+    RunExecStop,
     /// Send this signal to every process of the unit (`all`) or the main process only.
     Signal {
         signal: i32,
@@ -177,6 +181,8 @@ pub struct ServiceState {
     pub active_since: Option<Instant>,
     /// A stop was asked for: when the processes are gone, don't restart.
     stop_requested: bool,
+    /// `exec-stop` is running; the stop signal follows when it ends.
+    control_running: bool,
 }
 
 impl ServiceState {
@@ -193,6 +199,7 @@ impl ServiceState {
             starts: VecDeque::new(),
             active_since: None,
             stop_requested: false,
+            control_running: false,
         }
     }
 
@@ -312,7 +319,24 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
                 st.finish_job(JobResult::Canceled, &mut out);
             }
             st.job = Some(Pending::Stop);
-            begin_stop(cfg, st, &mut out);
+            if !cfg.exec_stop.is_empty() && st.active == A::Active {
+                // exec-stop first; the stop signal follows when it ends (or stop-timeout hits).
+                st.control_running = true;
+                st.set(A::Deactivating, S::StopSigterm);
+                out.push(Action::RunExecStop);
+                out.push(Action::ArmTimer(cfg.stop_timeout));
+            } else {
+                begin_stop(cfg, st, &mut out);
+            }
+        }
+        (S::StopSigterm, Event::ControlExited) if st.control_running => {
+            st.control_running = false;
+            let all = cfg.kill_mode == crate::unit::KillMode::ControlGroup || st.main_pid.is_none();
+            out.push(Action::Signal {
+                signal: cfg.stop_signal as i32,
+                all,
+            });
+            out.push(Action::CheckEmpty);
         }
         (S::StopSigterm | S::StopSigkill, Event::Stop) => {
             st.stop_requested = true;
@@ -338,6 +362,7 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
             }
         }
         (S::StopSigterm, Event::Timer) => {
+            st.control_running = false;
             if st.result == UnitResult::Success && !st.stop_requested {
                 st.result = UnitResult::Timeout;
             }

@@ -547,3 +547,75 @@ fn oom_kill_seen_after_the_main_process_died_is_still_the_cause() {
         ],
     );
 }
+
+#[test]
+fn exec_stop_runs_before_the_stop_signal() {
+    let cfg = service("exec-stop = [\"/bin/kill\", \"-HUP\", \"1\"]\nstop-timeout = \"3s\"\n");
+    run(
+        &cfg,
+        &[
+            (0, Start, "activating/start/success", &[Spawn]),
+            (
+                1,
+                Spawned { pid: 5 },
+                "active/running/success",
+                &[FinishJob(JobResult::Done)],
+            ),
+            (
+                2,
+                Stop,
+                "deactivating/stop-sigterm/success",
+                &[Action::RunExecStop, arm(3)],
+            ),
+            (
+                3,
+                ControlExited,
+                "deactivating/stop-sigterm/success",
+                &[sig(true), CheckEmpty],
+            ),
+            (
+                4,
+                CgroupEmpty,
+                "inactive/dead/success",
+                &[CancelTimer, RemoveCgroup, FinishJob(JobResult::Done)],
+            ),
+        ],
+    );
+    // exec-stop that hangs: stop-timeout ends everything with cgroup.kill.
+    run(
+        &cfg,
+        &[
+            (0, Start, "activating/start/success", &[Spawn]),
+            (
+                1,
+                Spawned { pid: 5 },
+                "active/running/success",
+                &[FinishJob(JobResult::Done)],
+            ),
+            (
+                2,
+                Stop,
+                "deactivating/stop-sigterm/success",
+                &[Action::RunExecStop, arm(3)],
+            ),
+            (
+                3002,
+                Timer,
+                "deactivating/stop-sigkill/success",
+                &[KillAll, arm(3)],
+            ),
+            (
+                3003,
+                ControlExited,
+                "deactivating/stop-sigkill/success",
+                &[],
+            ),
+            (
+                3004,
+                CgroupEmpty,
+                "inactive/dead/success",
+                &[CancelTimer, RemoveCgroup, FinishJob(JobResult::Done)],
+            ),
+        ],
+    );
+}

@@ -1,0 +1,183 @@
+//! Service output with `stdout`/`stderr = "log"`: the service writes into a pipe, and a task of
+//! the daemon appends what arrives to `LOG_DIR/UNIT.log`, rotating it to `UNIT.log.1` when it
+//! passes [`MAX_LOG_BYTES`] (so a chatty service can't fill the disk), and forwards each line to
+//! journald when its socket exists.
+//!
+//! One relay per service start, shared by stdout and stderr (both ends of one pipe); it ends
+//! when every writer has closed the pipe, i.e. when the unit's processes are gone.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncReadExt;
+
+/// A log file is rotated when it grows past this.
+pub const MAX_LOG_BYTES: u64 = 8 << 20;
+/// journald's native socket.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// The path of a unit's log file.
+pub fn log_path(dir: &Path, unit: &str) -> PathBuf {
+    dir.join(format!("{unit}.log"))
+}
+
+/// Creates the pipe for a service's output and starts the task that drains it. Returns the
+/// write end, for the child's stdout and/or stderr.
+pub fn start_relay(dir: &Path, unit: &str) -> std::io::Result<OwnedFd> {
+    std::fs::create_dir_all(dir)?;
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
+    let path = log_path(dir, unit);
+    let unit = unit.to_string();
+    tokio::spawn(relay(reader, path, unit));
+    Ok(write)
+}
+
+async fn relay(mut reader: tokio::net::unix::pipe::Receiver, path: PathBuf, unit: String) {
+    let mut log = match LogFile::open(path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(unit = %unit, "log file: {e}");
+            return;
+        }
+    };
+    let journal = Journal::connect();
+    let mut buf = vec![0u8; 16 << 10];
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(unit = %unit, "reading service output: {e}");
+                break;
+            }
+        };
+        if let Err(e) = log.write(&buf[..n]) {
+            tracing::warn!(unit = %unit, "writing {}: {e}", log.path.display());
+        }
+        if let Some(j) = &journal {
+            partial.extend_from_slice(&buf[..n]);
+            while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=pos).collect();
+                j.send(&unit, &line[..line.len() - 1]);
+            }
+            if partial.len() > 4096 {
+                j.send(&unit, &partial);
+                partial.clear();
+            }
+        }
+    }
+    if let (Some(j), false) = (&journal, partial.is_empty()) {
+        j.send(&unit, &partial);
+    }
+}
+
+/// An append-only log file that rotates itself.
+struct LogFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl LogFile {
+    fn open(path: PathBuf) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile { path, file, size })
+    }
+
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.size + data.len() as u64 > MAX_LOG_BYTES && self.size > 0 {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&self.path, &old)?;
+            *self = LogFile::open(self.path.clone())?;
+        }
+        self.file.write_all(data)?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+}
+
+/// journald's native protocol, one datagram per line.
+struct Journal(UnixDatagram);
+
+impl Journal {
+    fn connect() -> Option<Journal> {
+        if !Path::new(JOURNAL_SOCKET).exists() {
+            return None;
+        }
+        let sock = UnixDatagram::unbound().ok()?;
+        sock.connect(JOURNAL_SOCKET).ok()?;
+        sock.set_nonblocking(true).ok()?;
+        Some(Journal(sock))
+    }
+
+    fn send(&self, unit: &str, line: &[u8]) {
+        // MESSAGE may hold anything but a newline here (lines are split above).
+        let mut msg = Vec::with_capacity(line.len() + 96);
+        msg.extend_from_slice(b"SYSLOG_IDENTIFIER=");
+        msg.extend_from_slice(unit.as_bytes());
+        msg.extend_from_slice(b"\nCORRAL_UNIT=");
+        msg.extend_from_slice(unit.as_bytes());
+        msg.extend_from_slice(b"\nPRIORITY=6\nMESSAGE=");
+        msg.extend_from_slice(line);
+        msg.push(b'\n');
+        // A full journal drops lines rather than blocking the daemon.
+        let _ = self.0.send(&msg);
+    }
+}
+
+/// The last `n` lines of a unit's log (for `GetUnitLog` and `status`).
+pub fn tail(dir: &Path, unit: &str, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(log_path(dir, unit)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_past_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.service.log");
+        let mut log = LogFile::open(path.clone()).unwrap();
+        let chunk = vec![b'a'; (MAX_LOG_BYTES / 2) as usize];
+        log.write(&chunk).unwrap();
+        log.write(&chunk).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), MAX_LOG_BYTES);
+        log.write(b"new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(
+            std::fs::metadata(dir.path().join("x.service.log.1"))
+                .unwrap()
+                .len(),
+            MAX_LOG_BYTES
+        );
+    }
+
+    #[tokio::test]
+    async fn relay_appends_what_the_service_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = start_relay(dir.path(), "r.service").unwrap();
+        let mut f = File::from(w);
+        f.write_all(b"one\ntwo\n").unwrap();
+        drop(f);
+        for _ in 0..100 {
+            if tail(dir.path(), "r.service", 10) == ["one", "two"] {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("log: {:?}", tail(dir.path(), "r.service", 10));
+    }
+}
