@@ -52,13 +52,18 @@ fn status(
         n_restarts: 0,
         control_group: format!("/system.slice/{unit}"),
         slice: "system.slice".into(),
+        limits: vec![("memory-max".into(), "64M".into())],
+        effective_limits: vec![("memory-max".into(), "64M".into(), unit.to_string())],
+        usage: Default::default(),
+        active_enter_timestamp: 0,
+        freezer_state: "running".into(),
         name: unit,
     }
 }
 
 /// What a test tells the fake manager to do, as unit files appearing or going would.
 enum Control {
-    Add(UnitProperties),
+    Add(Box<UnitProperties>),
     Remove(UnitName),
 }
 
@@ -87,7 +92,7 @@ async fn fake_manager(
                 match c {
                     Control::Add(st) => {
                         let unit = st.name.clone();
-                        units.insert(unit.clone(), st);
+                        units.insert(unit.clone(), *st);
                         let _ = notify.send(Notification::UnitAdded(unit));
                     }
                     Control::Remove(unit) => {
@@ -127,6 +132,22 @@ async fn fake_manager(
                         .cloned()
                         .ok_or(RequestError::NoSuchUnit(unit)),
                 );
+            }
+            // The live-control requests are the real manager's (tests/ctl_host.rs): here
+            // they only need an answer, so the bus side's access checks can be shown.
+            Request::KillUnit { reply, .. }
+            | Request::Freeze { reply, .. }
+            | Request::SetLimits { reply, .. } => {
+                let _ = reply.send(Ok(()));
+            }
+            Request::DiffLimits { reply, .. } => {
+                let _ = reply.send(Ok(Vec::new()));
+            }
+            Request::GetLog { reply, .. } => {
+                let _ = reply.send(Ok(vec!["a line".into()]));
+            }
+            Request::GetProcesses { reply, .. } => {
+                let _ = reply.send(Ok(vec![(777, "/bin/sleep 1".into())]));
             }
             Request::QueueJob { unit, kind, reply } => {
                 let Some(st) = units.get_mut(&unit) else {
@@ -548,6 +569,62 @@ async fn state_changes_need_the_privileged_uid_and_end_with_job_removed() {
             "Stop",
             &[],
         ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "KillUnit",
+            &["si", "web.service", "15"],
+        ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "FreezeUnit",
+            &["s", "web.service"],
+        ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "ThawUnit",
+            &["s", "web.service"],
+        ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "SetUnitLimits",
+            &[
+                "sa{sv}b",
+                "web.service",
+                "1",
+                "memory-max",
+                "s",
+                "64M",
+                "false",
+            ],
+        ),
+        (
+            "/org/corral1/unit/web_2eservice",
+            UNIT_INTERFACE,
+            "Kill",
+            &["i", "15"],
+        ),
+        (
+            "/org/corral1/unit/web_2eservice",
+            UNIT_INTERFACE,
+            "Freeze",
+            &[],
+        ),
+        (
+            "/org/corral1/unit/web_2eservice",
+            UNIT_INTERFACE,
+            "Thaw",
+            &[],
+        ),
+        (
+            "/org/corral1/unit/web_2eservice",
+            UNIT_INTERFACE,
+            "SetLimits",
+            &["a{sv}b", "1", "pids-max", "t", "64", "true"],
+        ),
     ] {
         let mut argv = vec!["call", BUS_NAME, path, iface, method];
         argv.extend_from_slice(args);
@@ -671,12 +748,12 @@ async fn unit_objects_follow_the_manager() {
     );
 
     fx.control
-        .send(Control::Add(status(
+        .send(Control::Add(Box::new(status(
             "late.service",
             ActiveState::Inactive,
             "dead",
             0,
-        )))
+        ))))
         .await
         .expect("the fake manager runs");
     let deadline = tokio::time::Instant::now() + TIMEOUT;

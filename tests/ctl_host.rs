@@ -307,3 +307,116 @@ fn service_types_stop_paths_logs_and_orphans() {
         "{log}"
     );
 }
+
+#[test]
+fn limits_freeze_kill_and_logs() {
+    let units = [
+        (
+            "apps-batch.slice.toml",
+            "[resources]\npids-max = 50\ncpu-max = \"30%\"\n".to_string(),
+        ),
+        (
+            "job.service.toml",
+            "[unit]\nslice = \"apps-batch.slice\"\nautostart = true\n[service]\n\
+             exec = [\"/bin/sh\", \"-c\", \"echo job says hi; exec sleep 1000\"]\n\
+             [resources]\npids-max = 100\ncpu-max = \"60%\"\nmemory-max = \"64M\"\n"
+                .to_string(),
+        ),
+    ];
+    let Some(d) = Daemon::start("limits", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    wait_for("job.service active", Duration::from_secs(10), || {
+        text(&d.ctl(&["status", "job.service"]).stdout).contains("active (running)")
+    });
+    let json = |d: &Daemon| -> serde_json::Value {
+        serde_json::from_slice(&d.ctl(&["--json", "status", "job.service"]).stdout)
+            .expect("status --json")
+    };
+    // Effective limits: the tightest over the unit and its slices, with the binding unit.
+    let j = json(&d);
+    assert_eq!(j[0]["EffectiveLimits"]["pids-max"][0], "50");
+    assert_eq!(j[0]["EffectiveLimits"]["pids-max"][1], "apps-batch.slice");
+    assert_eq!(j[0]["EffectiveLimits"]["cpu-max"][1], "apps-batch.slice");
+    assert_eq!(j[0]["EffectiveLimits"]["memory-max"][1], "job.service");
+    assert_eq!(j[0]["Limits"]["cpu-max"], "60%");
+    // status shows processes and recent log lines.
+    let s = text(&d.ctl(&["status", "job.service"]).stdout);
+    assert!(s.contains("pids-max 50 (from apps-batch.slice)"), "{s}");
+    assert!(s.contains("sleep 1000"), "{s}");
+    wait_for("the log line", Duration::from_secs(5), || {
+        text(&d.ctl(&["logs", "job.service"]).stdout).contains("job says hi")
+    });
+
+    // A live change is persisted as a drop-in and now binds.
+    let out = d.ctl(&["limit", "job.service", "pids-max=20", "memory-high=32M"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dropin = d.out_dir().join("units/job.service.d/50-limits.toml");
+    let saved = std::fs::read_to_string(&dropin).expect("the drop-in");
+    assert!(
+        saved.contains("pids-max = \"20\"") && saved.contains("memory-high = \"32M\""),
+        "{saved}"
+    );
+    let j = json(&d);
+    assert_eq!(j[0]["EffectiveLimits"]["pids-max"][1], "job.service");
+    assert_eq!(j[0]["Limits"]["memory-high"], "32M");
+    // --runtime goes to the runtime directory instead.
+    let out = d.ctl(&["limit", "job.service", "cpu-max=10%", "--runtime"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        d.out_dir()
+            .join("run/units/job.service.d/50-limits.toml")
+            .exists()
+    );
+    // Bad values are refused with the key and what was expected, and change nothing.
+    let out = d.ctl(&["limit", "job.service", "memory-max=lots"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("InvalidLimit") && err.contains("memory-max: expected a size"),
+        "{err}"
+    );
+    let out = d.ctl(&["limit", "-.slice", "memory-max=1G"]);
+    assert!(
+        text(&out.stderr).contains("takes no limits"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // freeze/thaw: the kernel reports the cgroup frozen, then running.
+    let out = d.ctl(&["freeze", "job.service"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json(&d)[0]["FreezerState"], "frozen");
+    let events = std::fs::read_to_string(
+        d.root
+            .0
+            .join("apps.slice/apps-batch.slice/job.service/cgroup.events"),
+    )
+    .unwrap();
+    assert!(events.contains("frozen 1"), "{events}");
+    let out = d.ctl(&["thaw", "job.service"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json(&d)[0]["FreezerState"], "running");
+
+    // kill: the signal reaches the processes; the unit sees its main process die.
+    let out = d.ctl(&["kill", "job.service", "--signal", "KILL"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for(
+        "job.service failed by SIGKILL",
+        Duration::from_secs(5),
+        || {
+            let s = text(&d.ctl(&["status", "job.service"]).stdout);
+            s.contains("failed (failed)") && s.contains("Result: signal (status 9)")
+        },
+    );
+    let out = d.ctl(&["freeze", "job.service"]);
+    assert!(
+        text(&out.stderr).contains("is not running"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+}

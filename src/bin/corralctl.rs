@@ -54,27 +54,63 @@ async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { names } => {
             let mut all = Vec::new();
             for name in &names {
-                let unit = client.unit(name).await?;
-                all.push(Status {
-                    name: client.property(&unit, "Name").await?,
-                    description: client.property(&unit, "Description").await?,
-                    load_state: client.property(&unit, "LoadState").await?,
-                    load_error: client.property(&unit, "LoadError").await?,
-                    active_state: client.property(&unit, "ActiveState").await?,
-                    sub_state: client.property(&unit, "SubState").await?,
-                    result: client.property(&unit, "Result").await?,
-                    main_pid: client.property(&unit, "MainPID").await?,
-                    exit_status: client.property(&unit, "ExitStatus").await?,
-                    n_restarts: client.property(&unit, "NRestarts").await?,
-                    control_group: client.property(&unit, "ControlGroup").await?,
-                    slice: client.property(&unit, "Slice").await?,
-                });
+                all.push(status(&client, name).await?);
             }
             if cli.json {
                 println!("{}", serde_json::to_string(&all)?);
             } else {
                 let blocks: Vec<String> = all.iter().map(views::status_block).collect();
                 print!("{}", blocks.join("\n"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kill { name, signal } => {
+            let signal = parse_signal(&signal)?;
+            client
+                .call_unit_method("KillUnit", &(name.as_str(), signal))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Freeze { name } => {
+            client
+                .call_unit_method("FreezeUnit", &(name.as_str(),))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Thaw { name } => {
+            client
+                .call_unit_method("ThawUnit", &(name.as_str(),))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Limit {
+            name,
+            limits,
+            runtime,
+            dry_run,
+        } => {
+            let pairs = limits
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("{kv:?} is not KEY=VALUE"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let changes = client.limits(&name, &pairs, runtime, dry_run).await?;
+            if dry_run {
+                if changes.is_empty() {
+                    println!("nothing would change");
+                }
+                for (file, old, new) in changes {
+                    println!("{file}: {} → {}", old.trim(), new.trim());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs { name, lines } => {
+            for line in client.log(&name, lines).await? {
+                println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -101,4 +137,74 @@ async fn job(
         }
     }
     Ok(code)
+}
+
+/// Everything `status` shows about one unit.
+async fn status(client: &Client, name: &str) -> anyhow::Result<Status> {
+    use std::collections::{BTreeMap, HashMap};
+    use zbus::zvariant::{OwnedValue, Value};
+    let unit = client.unit(name).await?;
+    let limits: HashMap<String, OwnedValue> = client.property(&unit, "Limits").await?;
+    let limits: BTreeMap<String, String> = limits
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match &*v {
+                Value::Str(s) => s.to_string(),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|i| match i {
+                        Value::Str(s) => Some(s.to_string()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect();
+    let effective: HashMap<String, (String, String)> =
+        client.property(&unit, "EffectiveLimits").await?;
+    Ok(Status {
+        name: client.property(&unit, "Name").await?,
+        description: client.property(&unit, "Description").await?,
+        load_state: client.property(&unit, "LoadState").await?,
+        load_error: client.property(&unit, "LoadError").await?,
+        active_state: client.property(&unit, "ActiveState").await?,
+        sub_state: client.property(&unit, "SubState").await?,
+        result: client.property(&unit, "Result").await?,
+        main_pid: client.property(&unit, "MainPID").await?,
+        exit_status: client.property(&unit, "ExitStatus").await?,
+        n_restarts: client.property(&unit, "NRestarts").await?,
+        control_group: client.property(&unit, "ControlGroup").await?,
+        slice: client.property(&unit, "Slice").await?,
+        limits,
+        effective_limits: effective.into_iter().collect(),
+        memory_current: client.property(&unit, "MemoryCurrent").await?,
+        memory_peak: client.property(&unit, "MemoryPeak").await?,
+        cpu_usage_nsec: client.property(&unit, "CPUUsageNSec").await?,
+        tasks_current: client.property(&unit, "TasksCurrent").await?,
+        io_read_bytes: client.property(&unit, "IOReadBytes").await?,
+        io_write_bytes: client.property(&unit, "IOWriteBytes").await?,
+        oom_kills: client.property(&unit, "OOMKills").await?,
+        freezer_state: client.property(&unit, "FreezerState").await?,
+        processes: client.processes(&unit).await?,
+        log: client.log(name, 5).await?,
+    })
+}
+
+/// `SIGTERM`, `TERM` or `15`.
+fn parse_signal(s: &str) -> anyhow::Result<i32> {
+    use std::str::FromStr;
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let name = if s.starts_with("SIG") {
+        s.to_string()
+    } else {
+        format!("SIG{s}")
+    };
+    nix::sys::signal::Signal::from_str(&name)
+        .map(|s| s as i32)
+        .map_err(|_| anyhow::anyhow!("{s:?} is not a signal name"))
 }

@@ -112,6 +112,13 @@ fn run(args: Args) -> anyhow::Result<Final> {
     } else {
         SearchPath(args.unit_path.clone())
     };
+    // Transient units and runtime drop-ins live in RUNTIME/units (DESIGN §1).
+    let mut search = search;
+    let runtime_units = args.runtime_dir.join("units");
+    if !search.0.contains(&runtime_units) {
+        let at = search.0.len().min(1);
+        search.0.insert(at, runtime_units);
+    }
     let units = load_path(&search);
     for d in &units.diagnostics {
         tracing::warn!("{d}");
@@ -121,6 +128,7 @@ fn run(args: Args) -> anyhow::Result<Final> {
         log_dir: args.log_dir.clone(),
         cgroup_mount: request.mount.clone(),
         runtime_dir: args.runtime_dir.clone(),
+        unit_dirs: search.0.clone(),
     };
     let mode = if args.user { Mode::User } else { Mode::System };
     let socket = args.runtime_dir.join("private");

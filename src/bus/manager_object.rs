@@ -2,14 +2,15 @@
 //! peer's kernel uid so that state-changing methods can be judged without asking the caller.
 //! Every method forwards to the manager task; nothing here holds unit state.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::OwnedObjectPath;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::{fdo, interface};
 
 use super::server::ServerInfo;
-use super::{Access, Error, ManagerHandle, parse_unit, unit_path};
+use super::{Access, Error, ManagerHandle, limit_values, parse_unit, unit_path};
 use crate::manager::request::{JobKind, Request};
 
 /// One row of `ListUnits`: name, description, load state, active state, sub state, object.
@@ -38,6 +39,19 @@ impl ManagerObject {
             peer_uid,
             info,
         }
+    }
+
+    async fn freeze(&self, method: &str, name: &str, freeze: bool) -> Result<(), Error> {
+        self.access.check(self.peer_uid, method)?;
+        let unit = parse_unit(name)?;
+        Ok(self
+            .manager
+            .ask(|reply| Request::Freeze {
+                unit,
+                freeze,
+                reply,
+            })
+            .await??)
     }
 
     async fn job(&self, method: &str, name: &str, kind: JobKind) -> Result<u32, Error> {
@@ -95,6 +109,79 @@ impl ManagerObject {
     #[zbus(out_args("job"))]
     async fn restart_unit(&self, name: &str) -> Result<u32, Error> {
         self.job("RestartUnit", name, JobKind::Restart).await
+    }
+
+    /// Signals every process of the unit.
+    async fn kill_unit(&self, name: &str, signal: i32) -> Result<(), Error> {
+        self.access.check(self.peer_uid, "KillUnit")?;
+        let unit = parse_unit(name)?;
+        Ok(self
+            .manager
+            .ask(|reply| Request::KillUnit {
+                unit,
+                signal,
+                reply,
+            })
+            .await??)
+    }
+
+    /// Freezes every process of the unit (`cgroup.freeze`).
+    async fn freeze_unit(&self, name: &str) -> Result<(), Error> {
+        self.freeze("FreezeUnit", name, true).await
+    }
+
+    async fn thaw_unit(&self, name: &str) -> Result<(), Error> {
+        self.freeze("ThawUnit", name, false).await
+    }
+
+    /// Changes limits live; unless `runtime`, also persists them for the next boot.
+    async fn set_unit_limits(
+        &self,
+        name: &str,
+        limits: HashMap<String, OwnedValue>,
+        runtime: bool,
+    ) -> Result<(), Error> {
+        self.access.check(self.peer_uid, "SetUnitLimits")?;
+        let unit = parse_unit(name)?;
+        let limits = limit_values(&limits)?;
+        Ok(self
+            .manager
+            .ask(|reply| Request::SetLimits {
+                unit,
+                limits,
+                runtime,
+                reply,
+            })
+            .await??)
+    }
+
+    /// Dry run of `SetUnitLimits`: each cgroup file that would change, its value now and after.
+    #[zbus(out_args("changes"))]
+    async fn diff_unit_limits(
+        &self,
+        name: &str,
+        limits: HashMap<String, OwnedValue>,
+    ) -> Result<Vec<(String, String, String)>, Error> {
+        let unit = parse_unit(name)?;
+        let limits = limit_values(&limits)?;
+        Ok(self
+            .manager
+            .ask(|reply| Request::DiffLimits {
+                unit,
+                limits,
+                reply,
+            })
+            .await??)
+    }
+
+    /// The last `lines` lines of the unit's log.
+    #[zbus(out_args("lines"))]
+    async fn get_unit_log(&self, name: &str, lines: u32) -> Result<Vec<String>, Error> {
+        let unit = parse_unit(name)?;
+        Ok(self
+            .manager
+            .ask(|reply| Request::GetLog { unit, lines, reply })
+            .await??)
     }
 
     /// A job ended: its id, its unit, and `done`, `failed`, `timeout`, `dependency` or

@@ -25,7 +25,8 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 use crate::unit::UnitName;
 
 pub use crate::manager::request::{
-    JobKind, LoadState, Notification, Request, RequestError, UnitProperties, UnitSummary,
+    JobKind, LimitValue, LoadState, Notification, Request, RequestError, UnitProperties,
+    UnitSummary,
 };
 pub use access::{Access, Mode};
 pub use error::{CorralError, Error, ServerError};
@@ -110,6 +111,52 @@ impl ManagerHandle {
             .ask(|reply| Request::QueueJob { unit, kind, reply })
             .await??)
     }
+}
+
+/// `a{sv}` limits as a caller sends them: strings in the unit-file syntax or integers of any
+/// type; `io-max` as `"DEVICE rbps=…"` or an array of such strings (one per device).
+pub(crate) fn limit_values(
+    map: &std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+) -> Result<Vec<(String, LimitValue)>, Error> {
+    use zbus::zvariant::Value;
+    let bad = |key: &str, v: &Value<'_>| {
+        Error::Corral(CorralError::InvalidLimit(format!(
+            "{key}: expected a string or an integer, got {}",
+            v.value_signature()
+        )))
+    };
+    let mut out = Vec::new();
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    for key in keys {
+        let v: &Value<'_> = &map[key];
+        let v = match v {
+            Value::Value(inner) => inner.as_ref(),
+            other => other,
+        };
+        let value = match v {
+            Value::Str(s) => LimitValue::Str(s.to_string()),
+            Value::U8(n) => LimitValue::Int((*n).into()),
+            Value::I16(n) => LimitValue::Int((*n).into()),
+            Value::U16(n) => LimitValue::Int((*n).into()),
+            Value::I32(n) => LimitValue::Int((*n).into()),
+            Value::U32(n) => LimitValue::Int((*n).into()),
+            Value::I64(n) => LimitValue::Int((*n).into()),
+            Value::U64(n) => LimitValue::Int((*n).into()),
+            Value::Array(a) => {
+                for item in a.iter() {
+                    match item {
+                        Value::Str(s) => out.push((key.clone(), LimitValue::Str(s.to_string()))),
+                        other => return Err(bad(key, other)),
+                    }
+                }
+                continue;
+            }
+            other => return Err(bad(key, other)),
+        };
+        out.push((key.clone(), value));
+    }
+    Ok(out)
 }
 
 /// Parses a unit name given by a caller; a bad name is `InvalidUnit`, never a path.

@@ -3,13 +3,16 @@
 //! every property read asks the manager for a fresh [`UnitProperties`], so there
 //! is no cached state to go stale.
 //!
-//! Not yet here (issue 5): `Limits`, `EffectiveLimits`, the usage figures read from the cgroup,
-//! `Kill`, `SetLimits`, `Freeze`, `Thaw`, `GetProcesses`.
+//! Usage figures (`MemoryCurrent`, `CPUUsageNSec`, …) are read from the cgroup when asked;
+//! nothing polls. A figure the kernel can't give reads 2^64-1.
 
+use std::collections::HashMap;
+
+use zbus::zvariant::OwnedValue;
 use zbus::{fdo, interface};
 
-use super::{Access, Error, ManagerHandle};
-use crate::manager::request::{JobKind, UnitProperties};
+use super::{Access, Error, ManagerHandle, limit_values};
+use crate::manager::request::{JobKind, Request, UnitProperties};
 use crate::unit::UnitName;
 
 /// One unit's object on one connection.
@@ -40,6 +43,19 @@ impl UnitObject {
         Ok(self.manager.properties(&self.name).await?)
     }
 
+    async fn set_frozen(&self, method: &str, freeze: bool) -> Result<(), Error> {
+        self.access.check(self.peer_uid, method)?;
+        let unit = self.name.clone();
+        Ok(self
+            .manager
+            .ask(|reply| Request::Freeze {
+                unit,
+                freeze,
+                reply,
+            })
+            .await??)
+    }
+
     async fn job(&self, method: &str, kind: JobKind) -> Result<u32, Error> {
         self.access.check(self.peer_uid, method)?;
         self.manager.queue_job(self.name.clone(), kind).await
@@ -61,6 +77,150 @@ impl UnitObject {
     #[zbus(out_args("job"))]
     async fn restart(&self) -> Result<u32, Error> {
         self.job("Restart", JobKind::Restart).await
+    }
+
+    /// Signals every process of the unit.
+    async fn kill(&self, signal: i32) -> Result<(), Error> {
+        self.access.check(self.peer_uid, "Kill")?;
+        let unit = self.name.clone();
+        Ok(self
+            .manager
+            .ask(|reply| Request::KillUnit {
+                unit,
+                signal,
+                reply,
+            })
+            .await??)
+    }
+
+    async fn set_limits(
+        &self,
+        limits: HashMap<String, OwnedValue>,
+        runtime: bool,
+    ) -> Result<(), Error> {
+        self.access.check(self.peer_uid, "SetLimits")?;
+        let limits = limit_values(&limits)?;
+        let unit = self.name.clone();
+        Ok(self
+            .manager
+            .ask(|reply| Request::SetLimits {
+                unit,
+                limits,
+                runtime,
+                reply,
+            })
+            .await??)
+    }
+
+    async fn freeze(&self) -> Result<(), Error> {
+        self.set_frozen("Freeze", true).await
+    }
+
+    async fn thaw(&self) -> Result<(), Error> {
+        self.set_frozen("Thaw", false).await
+    }
+
+    /// The processes of the unit's cgroup: pid and command line.
+    #[zbus(out_args("processes"))]
+    async fn get_processes(&self) -> Result<Vec<(u32, String)>, Error> {
+        let unit = self.name.clone();
+        Ok(self
+            .manager
+            .ask(|reply| Request::GetProcesses { unit, reply })
+            .await??)
+    }
+
+    /// The configured limits: canonical strings; `io-max` as one string per device.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn limits(&self) -> fdo::Result<HashMap<String, OwnedValue>> {
+        let mut out: HashMap<String, OwnedValue> = HashMap::new();
+        let mut io: Vec<String> = Vec::new();
+        for (k, v) in self.props().await?.limits {
+            if k == "io-max" {
+                io.push(v);
+            } else {
+                out.insert(k, OwnedValue::from(zbus::zvariant::Str::from(v)));
+            }
+        }
+        if !io.is_empty() {
+            let value = OwnedValue::try_from(zbus::zvariant::Value::from(io))
+                .map_err(|e| fdo::Error::Failed(e.to_string()))?;
+            out.insert("io-max".into(), value);
+        }
+        Ok(out)
+    }
+
+    /// For each max-type key: the tightest value over the unit and its slices, and the unit
+    /// that binds it.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn effective_limits(&self) -> fdo::Result<HashMap<String, (String, String)>> {
+        Ok(self
+            .props()
+            .await?
+            .effective_limits
+            .into_iter()
+            .map(|(k, v, u)| (k, (v, u)))
+            .collect())
+    }
+
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn memory_current(&self) -> fdo::Result<u64> {
+        Ok(self.props().await?.usage.memory_current)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn memory_peak(&self) -> fdo::Result<u64> {
+        Ok(self.props().await?.usage.memory_peak)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "CPUUsageNSec")]
+    async fn cpu_usage_nsec(&self) -> fdo::Result<u64> {
+        Ok(self.props().await?.usage.cpu_usage_nsec)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn tasks_current(&self) -> fdo::Result<u64> {
+        Ok(self.props().await?.usage.tasks_current)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "IOReadBytes")]
+    async fn io_read_bytes(&self) -> fdo::Result<u64> {
+        Ok(self.props().await?.usage.io_read_bytes)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "IOWriteBytes")]
+    async fn io_write_bytes(&self) -> fdo::Result<u64> {
+        Ok(self.props().await?.usage.io_write_bytes)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "OOMKills")]
+    async fn oom_kills(&self) -> fdo::Result<u64> {
+        Ok(self.props().await?.usage.oom_kills)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "CPUPressure")]
+    async fn cpu_pressure(&self) -> fdo::Result<(f64, f64, f64)> {
+        Ok(self.props().await?.usage.cpu_pressure)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn memory_pressure(&self) -> fdo::Result<(f64, f64, f64)> {
+        Ok(self.props().await?.usage.memory_pressure)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"), name = "IOPressure")]
+    async fn io_pressure(&self) -> fdo::Result<(f64, f64, f64)> {
+        Ok(self.props().await?.usage.io_pressure)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn active_enter_timestamp(&self) -> fdo::Result<u64> {
+        Ok(self.props().await?.active_enter_timestamp)
+    }
+
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn freezer_state(&self) -> fdo::Result<String> {
+        Ok(self.props().await?.freezer_state)
     }
 
     #[zbus(property(emits_changed_signal = "const"))]

@@ -132,6 +132,49 @@ impl Client {
         Err(ClientError::Call("the daemon closed the connection".into()))
     }
 
+    /// Calls a manager method that returns nothing.
+    pub async fn call_unit_method<B>(&self, method: &str, body: &B) -> Result<(), ClientError>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let _: () = self.manager().await?.call(method, body).await?;
+        Ok(())
+    }
+
+    /// `SetUnitLimits` (or, with `dry_run`, `DiffUnitLimits`) from `KEY=VALUE` words; returns
+    /// the files that would change for a dry run.
+    pub async fn limits(
+        &self,
+        unit: &str,
+        pairs: &[(String, String)],
+        runtime: bool,
+        dry_run: bool,
+    ) -> Result<Vec<(String, String, String)>, ClientError> {
+        let map: std::collections::HashMap<&str, zbus::zvariant::Value<'_>> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), zbus::zvariant::Value::from(v.as_str())))
+            .collect();
+        let manager = self.manager().await?;
+        if dry_run {
+            Ok(manager.call("DiffUnitLimits", &(unit, map)).await?)
+        } else {
+            let _: () = manager.call("SetUnitLimits", &(unit, map, runtime)).await?;
+            Ok(Vec::new())
+        }
+    }
+
+    pub async fn log(&self, unit: &str, lines: u32) -> Result<Vec<String>, ClientError> {
+        Ok(self
+            .manager()
+            .await?
+            .call("GetUnitLog", &(unit, lines))
+            .await?)
+    }
+
+    pub async fn processes(&self, unit: &Proxy<'_>) -> Result<Vec<(u32, String)>, ClientError> {
+        Ok(unit.call("GetProcesses", &()).await?)
+    }
+
     /// A property of a unit, as any D-Bus value.
     pub async fn property<T>(&self, unit: &Proxy<'_>, name: &str) -> Result<T, ClientError>
     where

@@ -53,6 +53,44 @@ pub enum Command {
         #[arg(long)]
         no_block: bool,
     },
+    /// Send a signal to every process of a unit.
+    Kill {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+        /// Signal name or number.
+        #[arg(long, short, default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Freeze every process of a unit (cgroup.freeze).
+    Freeze {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Thaw a frozen unit.
+    Thaw {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Change a unit's limits live (KEY=VALUE as in [resources]), and keep them.
+    Limit {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        limits: Vec<String>,
+        /// Until the next reboot only (a drop-in in the runtime directory).
+        #[arg(long)]
+        runtime: bool,
+        /// Print the cgroup files that would change (old → new) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the last lines of a unit's log.
+    Logs {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u32,
+    },
     /// Stop then start units.
     Restart {
         #[arg(required = true)]
@@ -69,4 +107,35 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_may_start_with_a_dash_and_flags_still_parse() {
+        // Several names: the root slice after `--`, as with any program.
+        let cli = Cli::try_parse_from([
+            "corralctl",
+            "start",
+            "--no-block",
+            "--",
+            "-.slice",
+            "a.service",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Start { names, no_block } => {
+                assert_eq!(names, ["-.slice", "a.service"]);
+                assert!(no_block);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["corralctl", "limit", "-.slice", "pids-max=5", "--dry-run"])
+            .unwrap();
+        assert!(
+            matches!(cli.command, Command::Limit { dry_run: true, ref name, .. } if name == "-.slice")
+        );
+    }
 }

@@ -40,15 +40,17 @@ pub struct Paths {
     pub log_dir: PathBuf,
     /// Where cgroup2 is mounted (`ControlGroup` properties are relative to it).
     pub cgroup_mount: PathBuf,
-    /// RUNTIME: the notify socket lives here.
+    /// RUNTIME: the notify socket and runtime drop-ins live here.
     pub runtime_dir: PathBuf,
+    /// The unit search path; live limit changes are persisted in the first directory.
+    pub unit_dirs: Vec<PathBuf>,
 }
 
 pub struct Manager {
-    units: UnitSet,
-    tree: Tree,
-    host: HostInfo,
-    paths: Paths,
+    pub(super) units: UnitSet,
+    pub(super) tree: Tree,
+    pub(super) host: HostInfo,
+    pub(super) paths: Paths,
     states: BTreeMap<UnitName, ServiceState>,
     /// Slices whose cgroup exists.
     live_slices: BTreeSet<UnitName>,
@@ -72,6 +74,8 @@ pub struct Manager {
     notify_socket: NotifySocket,
     /// The last `STATUS=` of each service.
     status_text: BTreeMap<UnitName, String>,
+    /// When each unit last became active (wall clock, for `ActiveEnterTimestamp`).
+    active_enter: BTreeMap<UnitName, std::time::SystemTime>,
 }
 
 impl Manager {
@@ -110,6 +114,7 @@ impl Manager {
             restarting: BTreeSet::new(),
             notify_socket: NotifySocket::bind(&paths.runtime_dir.join("notify"))?,
             status_text: BTreeMap::new(),
+            active_enter: BTreeMap::new(),
             paths,
         })
     }
@@ -262,6 +267,10 @@ impl Manager {
             self.perform(name, &cfg, a);
         }
         if before != after {
+            if after.0 == ActiveState::Active {
+                self.active_enter
+                    .insert(name.clone(), std::time::SystemTime::now());
+            }
             let _ = self.notify.send(Notification::UnitStateChanged {
                 unit: name.clone(),
                 active_state: after.0,
@@ -670,6 +679,50 @@ impl Manager {
             Request::QueueJob { unit, kind, reply } => {
                 let _ = reply.send(self.queue_job(unit, kind));
             }
+            Request::KillUnit {
+                unit,
+                signal,
+                reply,
+            } => {
+                let _ = reply.send(self.kill_unit(&unit, signal));
+            }
+            Request::Freeze {
+                unit,
+                freeze,
+                reply,
+            } => {
+                let _ = reply.send(self.freeze_unit(&unit, freeze));
+            }
+            Request::SetLimits {
+                unit,
+                limits,
+                runtime,
+                reply,
+            } => {
+                let _ = reply.send(self.set_limits(&unit, &limits, runtime));
+            }
+            Request::DiffLimits {
+                unit,
+                limits,
+                reply,
+            } => {
+                let _ = reply.send(self.diff_limits(&unit, &limits));
+            }
+            Request::GetLog { unit, lines, reply } => {
+                let r = if self.units.units.contains_key(&unit) {
+                    Ok(super::logs::tail(
+                        &self.paths.log_dir,
+                        unit.as_str(),
+                        lines as usize,
+                    ))
+                } else {
+                    Err(RequestError::NoSuchUnit(unit))
+                };
+                let _ = reply.send(r);
+            }
+            Request::GetProcesses { unit, reply } => {
+                let _ = reply.send(self.processes(&unit));
+            }
         }
     }
 
@@ -764,6 +817,7 @@ impl Manager {
             .get(name)
             .ok_or_else(|| RequestError::NoSuchUnit(name.clone()))?;
         let summary = self.summary(name);
+        let (limits, effective_limits, usage, freezer_state) = self.limit_properties(name);
         let st = self.states.get(name);
         let unit = entry.unit();
         Ok(UnitProperties {
@@ -785,6 +839,15 @@ impl Manager {
                 .and_then(Unit::slice)
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
+            limits,
+            effective_limits,
+            usage,
+            active_enter_timestamp: self
+                .active_enter
+                .get(name)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_micros() as u64),
+            freezer_state,
         })
     }
 

@@ -49,9 +49,41 @@ pub struct UnitSummary {
     pub sub_state: &'static str,
 }
 
-/// A snapshot of one unit's state properties (`org.corral1.Unit`). Usage figures read from
-/// the cgroup (MemoryCurrent, …) are not here yet: they are read when asked (issue 5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Live usage read from the unit's cgroup when asked (nothing polls). A figure the kernel
+/// can't give is `u64::MAX` (systemd's convention); pressures are `(avg10, avg60, avg300)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Usage {
+    pub memory_current: u64,
+    pub memory_peak: u64,
+    pub cpu_usage_nsec: u64,
+    pub tasks_current: u64,
+    pub io_read_bytes: u64,
+    pub io_write_bytes: u64,
+    pub oom_kills: u64,
+    pub cpu_pressure: (f64, f64, f64),
+    pub memory_pressure: (f64, f64, f64),
+    pub io_pressure: (f64, f64, f64),
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Usage {
+            memory_current: u64::MAX,
+            memory_peak: u64::MAX,
+            cpu_usage_nsec: u64::MAX,
+            tasks_current: u64::MAX,
+            io_read_bytes: u64::MAX,
+            io_write_bytes: u64::MAX,
+            oom_kills: u64::MAX,
+            cpu_pressure: (0.0, 0.0, 0.0),
+            memory_pressure: (0.0, 0.0, 0.0),
+            io_pressure: (0.0, 0.0, 0.0),
+        }
+    }
+}
+
+/// A snapshot of one unit's properties (`org.corral1.Unit`), usage read from the cgroup now.
+#[derive(Debug, Clone, PartialEq)]
 pub struct UnitProperties {
     pub name: UnitName,
     pub description: String,
@@ -70,6 +102,27 @@ pub struct UnitProperties {
     pub control_group: String,
     /// The slice the unit lives in; empty for the root slice.
     pub slice: String,
+    /// The configured limits, canonical strings, in `[resources]` order (`io-max` once per
+    /// device).
+    pub limits: Vec<(String, String)>,
+    /// For each max-type key: the effective value and the unit that binds it.
+    pub effective_limits: Vec<(String, String, String)>,
+    pub usage: Usage,
+    /// Microseconds since the epoch when the unit last became active; 0 if never.
+    pub active_enter_timestamp: u64,
+    /// `running` or `frozen`.
+    pub freezer_state: String,
+}
+
+/// One file a limit change writes: (cgroup file, value now, value after).
+pub type FileChange = (String, String, String);
+
+/// A limit as a caller gave it: the unit-file syntax (`"512M"`, `"20%"`, `"max"`,
+/// `"/dev/vda wbps=1M"`) or an integer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitValue {
+    Str(String),
+    Int(i128),
 }
 
 /// What a job does to its unit.
@@ -123,6 +176,42 @@ pub enum Request {
     GetProperties {
         unit: UnitName,
         reply: oneshot::Sender<Result<UnitProperties, RequestError>>,
+    },
+    /// Signal every process of the unit.
+    KillUnit {
+        unit: UnitName,
+        signal: i32,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// `cgroup.freeze` (true) or thaw (false); replies once the kernel reports it done.
+    Freeze {
+        unit: UnitName,
+        freeze: bool,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// Change limits live and persist them (`runtime`: in RUNTIME/units only).
+    SetLimits {
+        unit: UnitName,
+        limits: Vec<(String, LimitValue)>,
+        runtime: bool,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// What `SetLimits` would write: (cgroup file, old value, new value).
+    DiffLimits {
+        unit: UnitName,
+        limits: Vec<(String, LimitValue)>,
+        reply: oneshot::Sender<Result<Vec<FileChange>, RequestError>>,
+    },
+    /// The last lines of the unit's log.
+    GetLog {
+        unit: UnitName,
+        lines: u32,
+        reply: oneshot::Sender<Result<Vec<String>, RequestError>>,
+    },
+    /// The processes of the unit's cgroup: pid and command line.
+    GetProcesses {
+        unit: UnitName,
+        reply: oneshot::Sender<Result<Vec<(u32, String)>, RequestError>>,
     },
     /// Queue a job (with its dependencies) and reply with its id at once; the job's end is
     /// announced later as [`Notification::JobRemoved`] with the same id.
