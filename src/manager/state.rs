@@ -237,8 +237,11 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
             begin_start(cfg, st, now, &mut out);
         }
         (S::AutoRestart, Event::Timer) => {
-            st.n_restarts += 1;
             begin_start(cfg, st, now, &mut out);
+            // A restart the start limit refused is no restart.
+            if st.sub == S::Start {
+                st.n_restarts += 1;
+            }
         }
         (S::Start, Event::Spawned { pid }) => {
             st.main_pid = Some(pid);

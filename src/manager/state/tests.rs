@@ -260,7 +260,7 @@ fn start_limit_fails_the_unit() {
     let cfg = service(
         "restart = \"always\"\nrestart-delay = \"1ms\"\nrestart-delay-max = \"1ms\"\nstart-limit = { burst = 2, interval = \"10s\" }\n",
     );
-    run(
+    let st = run(
         &cfg,
         &[
             (0, Start, "activating/start/success", &[Spawn]),
@@ -294,6 +294,8 @@ fn start_limit_fails_the_unit() {
             (10_006, Start, "activating/start/success", &[Spawn]),
         ],
     );
+    // Of the starts in a row, one was a restart; the refused one was not.
+    assert_eq!(st.n_restarts, 1);
 }
 
 #[test]

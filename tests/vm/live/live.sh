@@ -1,0 +1,64 @@
+#!/bin/sh
+# Live control, measured in the guest kernel. Prints CORRAL-CHECK lines, then powers off.
+export SYSTEMD_COLORS=0
+CG=/sys/fs/cgroup
+check() { echo "CORRAL-CHECK $*"; }
+usage() { awk '$1 == "usage_usec" { print $2 }' "$CG/system.slice/$1/cpu.stat"; }
+uptime_us() { awk '{ printf "%d", $1 * 1000000 }' /proc/uptime; }
+# cpu_pct UNIT SECONDS: the unit's CPU use over that many seconds, in % of one CPU.
+cpu_pct() {
+    t0=$(uptime_us); u0=$(usage $1); sleep $2; t1=$(uptime_us); u1=$(usage $1)
+    echo $(( (u1 - u0) * 100 / (t1 - t0) ))
+}
+BUSCTL="/usr/bin/busctl --address=unix:path=/run/corral/private"
+
+before=$(cpu_pct hog.service 3)
+$BUSCTL call org.corral1 /org/corral1 org.corral1.Manager SetUnitLimits 'sa{sv}b' hog.service 1 cpu-max s 10% true
+after=$(cpu_pct hog.service 3)
+max=$(cat $CG/system.slice/hog.service/cpu.max)
+if [ "$before" -ge 35 ] && [ "$after" -le 15 ]; then
+    check set-limits-live PASS "cpu ${before}% at 50%, ${after}% after SetUnitLimits cpu-max=10% (cpu.max: $max)"
+else
+    check set-limits-live FAIL "cpu ${before}% before, ${after}% after (cpu.max: $max)"
+fi
+if [ -f /run/corral/units/hog.service.d/50-limits.toml ]; then check runtime-dropin PASS
+else check runtime-dropin FAIL "no /run/corral/units/hog.service.d/50-limits.toml"; fi
+
+corralctl freeze hog.service
+frozen=$(cpu_pct hog.service 2)
+state=$(awk '$1 == "frozen" { print $2 }' $CG/system.slice/hog.service/cgroup.events)
+corralctl thaw hog.service
+thawed=$(cpu_pct hog.service 2)
+if [ "$frozen" -le 1 ] && [ "$state" = 1 ] && [ "$thawed" -ge 5 ]; then
+    check freeze-thaw PASS "frozen: ${frozen}%, thawed: ${thawed}%"
+else
+    check freeze-thaw FAIL "frozen: ${frozen}% (frozen=$state), thawed: ${thawed}%"
+fi
+
+s=$(corralctl status crashy.service)
+if echo "$s" | grep -q "Active: failed" && echo "$s" | grep -q "Result: start-limit-hit" && echo "$s" | grep -q "Restarts: 2"; then
+    check restart-start-limit PASS "3 starts, then start-limit-hit"
+else
+    check restart-start-limit FAIL "$(echo "$s" | tr '\n' ' ')"
+fi
+
+t0=$(uptime_us); corralctl stop stubborn.service; t1=$(uptime_us)
+ms=$(( (t1 - t0) / 1000 ))
+if [ "$ms" -ge 1800 ] && [ "$ms" -le 3500 ] && [ ! -d $CG/system.slice/stubborn.service ]; then
+    check stop-timeout-kill PASS "SIGTERM ignored; cgroup.kill after ${ms} ms (stop-timeout 2s)"
+else
+    check stop-timeout-kill FAIL "stop took ${ms} ms; dir: $(ls $CG/system.slice)"
+fi
+
+zombies=$(grep -l '^State:.Z' /proc/[0-9]*/status 2>/dev/null | wc -l)
+if [ "$zombies" = 0 ]; then check zombies-reaped PASS
+else check zombies-reaped FAIL "$zombies zombies: $(grep -l '^State:.Z' /proc/[0-9]*/status)"; fi
+
+eff=$(corralctl --json status loose.service)
+if echo "$eff" | grep -q '"cpu-max":\["10%","tight.slice"\]'; then
+    check effective-binding PASS "loose.service (80%) is held by tight.slice (10%)"
+else
+    check effective-binding FAIL "$eff"
+fi
+
+kill -TERM 1

@@ -1,0 +1,60 @@
+//! Live control of running units in a VM with corrald as PID 1, measured in the guest kernel:
+//! `busctl SetUnitLimits` on a running CPU hog changes its use within seconds, freeze stops it
+//! and thaw resumes it, restart-on-failure ends in start-limit-hit, a service that ignores
+//! SIGTERM is killed at stop-timeout, orphans are reaped, effective limits name the binding
+//! slice, and SIGTERM to PID 1 stops every unit and powers the machine off.
+
+#[path = "common/vm.rs"]
+mod vm;
+
+use std::path::Path;
+
+#[test]
+fn live_control_in_the_guest_kernel() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/live");
+    let mut overlay = vm::Initramfs::new();
+    overlay
+        .binary(env!("CARGO_BIN_EXE_corrald"), "/init")
+        .binary(env!("CARGO_BIN_EXE_corralctl"), "/usr/bin/corralctl")
+        .binary("/usr/bin/busctl", "/usr/bin/busctl")
+        .dir("/var/log/corral", 0o755)
+        .copy(dir.join("live.sh"), "/checks/live.sh");
+    for entry in std::fs::read_dir(&dir).expect("tests/vm/live") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".toml") {
+            overlay.copy(&path, Path::new("/etc/corral/units").join(&name));
+        }
+    }
+    let overlay = overlay.build();
+    let out = vm::Vm::new(vm::base_image())
+        .initrd(overlay.path())
+        .timeout(std::time::Duration::from_secs(180))
+        .run();
+    eprintln!(
+        "VM live boot: {:.2} s wall, {}",
+        out.wall.as_secs_f64(),
+        out.exit
+    );
+    if out.timed_out() {
+        out.fail("the VM timed out");
+    }
+    out.assert_passed(&[
+        "set-limits-live",
+        "runtime-dropin",
+        "freeze-thaw",
+        "restart-start-limit",
+        "stop-timeout-kill",
+        "zombies-reaped",
+        "effective-binding",
+    ]);
+    out.assert_all_passed();
+    if !out.console.contains("every unit stopped") {
+        out.fail("corrald did not stop every unit before powering off");
+    }
+    assert!(
+        matches!(out.exit, vm::Exit::PowerOff),
+        "expected a clean power-off, got {}",
+        out.exit
+    );
+}
