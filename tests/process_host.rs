@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use corral::process::{
-    Bind, Child, Credentials, ExitStatus, IdMap, NsMode, SpawnError, SpawnSpec, Stdio, Step,
-    kill_process_group, resolve_user, spawn, wait_pid,
+    Bind, Child, ClockOffset, Credentials, ExitStatus, IdMap, NsMode, SpawnError, SpawnSpec, Stdio,
+    Step, kill_process_group, resolve_user, spawn, wait_pid,
 };
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -566,8 +566,8 @@ fn time_namespace_shifts_boottime() {
     let offset = 10 * 86400;
     let mut spec = SpawnSpec::new(["/bin/cat", "/proc/uptime"]);
     spec.namespaces.time = NsMode::New;
-    spec.namespaces.boottime_offset = Duration::from_secs(offset);
-    spec.namespaces.monotonic_offset = Duration::from_secs(3600);
+    spec.namespaces.boottime_offset = ClockOffset::from_secs(offset);
+    spec.namespaces.monotonic_offset = ClockOffset::from_secs(3600);
     let before = uptime(&fs::read_to_string("/proc/uptime").unwrap());
     let inside = uptime(&run_ok(spec));
     let after = uptime(&fs::read_to_string("/proc/uptime").unwrap());
@@ -575,6 +575,29 @@ fn time_namespace_shifts_boottime() {
     assert!(
         inside >= before + off && inside <= after + off,
         "inside {inside}, host {before}..{after}"
+    );
+}
+
+#[test]
+fn time_namespace_takes_negative_offsets() {
+    require_root!();
+    // -1.5 s: the kernel wants "-2 500000000"; the clock inside must stay >= 0 (ERANGE).
+    let offset = ClockOffset::from_nanos(-1_500_000_000);
+    let mut spec = SpawnSpec::new(["/bin/cat", "/proc/uptime", "/proc/self/timens_offsets"]);
+    spec.namespaces.time = NsMode::New;
+    spec.namespaces.boottime_offset = offset;
+    spec.namespaces.monotonic_offset = offset;
+    let before = uptime(&fs::read_to_string("/proc/uptime").unwrap());
+    let out = run_ok(spec);
+    let after = uptime(&fs::read_to_string("/proc/uptime").unwrap());
+    let inside = uptime(&out);
+    assert!(
+        inside >= before - 1.5 - 0.01 && inside <= after - 1.5 + 0.01,
+        "inside {inside}, host {before}..{after}"
+    );
+    assert!(
+        out.contains("monotonic") && out.contains("-2 500000000"),
+        "{out}"
     );
 }
 
@@ -590,7 +613,7 @@ fn time_namespace_inside_a_user_namespace() {
     spec.namespaces.uid_map = vec![IdMap::root_to(100000)];
     spec.namespaces.gid_map = vec![IdMap::root_to(100000)];
     spec.namespaces.time = NsMode::New;
-    spec.namespaces.boottime_offset = Duration::from_secs(86400);
+    spec.namespaces.boottime_offset = ClockOffset::from_secs(86400);
     let host = uptime(&fs::read_to_string("/proc/uptime").unwrap());
     let inside = uptime(&run_ok(spec));
     assert!(inside >= host + 86400.0, "inside {inside}, host {host}");

@@ -391,7 +391,12 @@ impl Manager {
         let unit = self.units.get(name).ok_or("no such unit")?.clone();
         let svc = unit.service.as_ref().ok_or("not a service")?;
         let dir = self.tree.root().join(unit.cgroup_path());
-        let spec = self.spec(name, svc, argv, dir)?;
+        let mut spec = self.spec(name, svc, argv, dir)?;
+        let main = self.states.get(name).and_then(|s| s.main_pid);
+        super::namespaces::apply_control(&mut spec, svc, main, |u| {
+            self.states.get(u).and_then(|s| s.main_pid)
+        })
+        .map_err(|e| e.to_string())?;
         let child = process::spawn(&spec).map_err(|e| e.to_string())?;
         Ok(child.pid.as_raw() as u32)
     }
@@ -414,7 +419,11 @@ impl Manager {
             self.watcher.add(token, &dir).map_err(|e| e.to_string())?;
             self.tokens.insert(token, name.clone());
         }
-        let spec = self.spec(name, svc, &svc.exec, dir)?;
+        let mut spec = self.spec(name, svc, &svc.exec, dir)?;
+        super::namespaces::apply(&mut spec, svc, |u| {
+            self.states.get(u).and_then(|s| s.main_pid)
+        })
+        .map_err(|e| e.to_string())?;
         let child = process::spawn(&spec).map_err(|e| e.to_string())?;
         let pid = child.pid.as_raw() as u32;
         self.pids.insert(pid, name.clone());

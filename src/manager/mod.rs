@@ -4,6 +4,7 @@
 pub mod control;
 pub mod executor;
 pub mod logs;
+pub mod namespaces;
 pub mod notify;
 pub mod request;
 pub mod state;

@@ -33,7 +33,9 @@
 //!    at 0 before they could be written (EACCES). Done before mounts, while `/proc` is the host's;
 //! 9. `lo` up, hostname, sysctls — also before mounts: `/proc/sys` resolves per the caller's
 //!    namespaces, and after `pivot_root` there may be no `/proc`;
-//! 10. mounts (propagation, root self-bind, /proc, cgroup2, /tmp, binds, read-only, pivot_root);
+//! 10. mounts (propagation, root self-bind, /proc, cgroup2 — or a bind of the birth cgroup where
+//!     cgroup2 already is mounted, see [`MountOp::Cgroup2`] —, /tmp, binds, read-only,
+//!     pivot_root);
 //! 11. joins layout with a new user namespace: `unshare(CLONE_NEWUSER)`, ask for the maps, wait;
 //! 12. `chdir`, `umask`, stdio, close-on-exec for every other descriptor;
 //! 13. `setgroups` → `setresgid` → `setresuid` (groups and gid while still privileged);
@@ -258,12 +260,15 @@ pub(super) unsafe fn run(plan: &Plan, fds: &ChildFds, legacy: bool) -> ! {
             let same = c.uid == libc::getuid() && c.gid == libc::getgid();
             // An unprivileged daemon (user mode) can't call setgroups even to change nothing.
             if !(unprivileged && same) {
-                check(
-                    libc::syscall(libc::SYS_setgroups, c.groups.len(), c.groups.as_ptr()),
-                    fds,
-                    Step::Setgroups,
-                    0,
-                );
+                // Denied by the parent for a user namespace it made unprivileged: EPERM.
+                if !plan.deny_setgroups {
+                    check(
+                        libc::syscall(libc::SYS_setgroups, c.groups.len(), c.groups.as_ptr()),
+                        fds,
+                        Step::Setgroups,
+                        0,
+                    );
+                }
                 check(
                     libc::syscall(libc::SYS_setresgid, c.gid, c.gid, c.gid),
                     fds,
@@ -446,6 +451,36 @@ unsafe fn mount_op(op: &MountOp, i: u32, fds: &ChildFds) {
                     opt_ptr(data).cast(),
                 );
                 check(rc, fds, step, i);
+            }
+            MountOp::Cgroup2 {
+                target,
+                flags,
+                bind,
+            } => {
+                if libc::access(target.as_ptr(), libc::F_OK) != 0 {
+                    return;
+                }
+                let fstype = c"cgroup2".as_ptr();
+                let rc = libc::mount(fstype, target.as_ptr(), fstype, *flags, std::ptr::null());
+                if rc == 0 {
+                    return;
+                }
+                // The same cgroup2 superblock is already mounted with its root at `target`:
+                // the kernel refuses a second mount of it there (EBUSY). Bind the birth
+                // cgroup's directory instead: the same tree the namespace's mount would show.
+                match bind {
+                    Some(source) if errno() == libc::EBUSY => {
+                        let rc = libc::mount(
+                            source.as_ptr(),
+                            target.as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_BIND | libc::MS_REC,
+                            std::ptr::null(),
+                        );
+                        check(rc, fds, step, i);
+                    }
+                    _ => fail(fds, step, i),
+                }
             }
             MountOp::Propagation { flags } => {
                 let rc = libc::mount(

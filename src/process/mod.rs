@@ -40,6 +40,6 @@ pub use reap::{ExitStatus, Reaper, block_sigchld, reap_all, set_child_subreaper,
 pub use signal::{kill, kill_process_group, pidfd_open, pidfd_send_signal};
 pub use spawn::{Child, spawn};
 pub use spec::{
-    Bind, Credentials, IdMap, MountSetup, Namespaces, NsMode, Propagation, ResolveError, SpawnSpec,
-    Stdio, resolve_group, resolve_user,
+    Bind, ClockOffset, Credentials, IdMap, MountSetup, Namespaces, NsMode, Propagation,
+    ResolveError, SpawnSpec, Stdio, resolve_group, resolve_user,
 };

@@ -118,6 +118,16 @@ pub(super) enum MountOp {
         data: Option<CString>,
         optional: bool,
     },
+    /// A cgroup2 mount at `target` (skipped when `target` does not exist), made in the new
+    /// cgroup namespace so that it is rooted at the service's cgroup. When `target` already is
+    /// the root of a cgroup2 mount — `/sys/fs/cgroup` of a pure-v2 host — the kernel refuses
+    /// the same file system on its own root (`do_add_mount`: EBUSY) and the child binds `bind`
+    /// (the birth cgroup's directory, which *is* the namespace's root) there instead.
+    Cgroup2 {
+        target: CString,
+        flags: libc::c_ulong,
+        bind: Option<CString>,
+    },
     /// `mount(NULL, "/", NULL, MS_REC|propagation)`.
     Propagation { flags: libc::c_ulong },
     /// `mkdir` each, parents first; EEXIST is fine.
@@ -133,7 +143,7 @@ pub(super) enum MountOp {
 impl MountOp {
     pub(super) fn step(&self) -> Step {
         match self {
-            MountOp::Mount { .. } => Step::Mount,
+            MountOp::Mount { .. } | MountOp::Cgroup2 { .. } => Step::Mount,
             MountOp::Propagation { .. } => Step::Propagation,
             MountOp::Mkdirs { .. } | MountOp::CreateTarget { .. } => Step::BindTarget,
             MountOp::ReadOnly { .. } => Step::ReadOnly,
@@ -178,6 +188,10 @@ pub(super) struct Plan {
     pub late_user: bool,
     pub uid_map: String,
     pub gid_map: String,
+    /// A new user namespace made by an unprivileged daemon (user mode): the kernel lets it
+    /// write `gid_map` only after `deny` went to `/proc/PID/setgroups`, and the child must then
+    /// not call `setgroups` (EPERM) — it keeps no supplementary groups.
+    pub deny_setgroups: bool,
     pub cgroup: Option<PathBuf>,
     /// Fallback without clone3: `<cgroup>/cgroup.procs`, which the child writes "0" to.
     pub cgroup_procs: Option<CString>,
@@ -341,8 +355,9 @@ impl Plan {
         }
 
         let time_offsets = if time_new {
-            let line = |clock: libc::clockid_t, d: std::time::Duration| {
-                format!("{clock} {} {}\n", d.as_secs(), d.subsec_nanos()).into_bytes()
+            let line = |clock: libc::clockid_t, offset: super::spec::ClockOffset| {
+                let (secs, nanos) = offset.timens_parts();
+                format!("{clock} {secs} {nanos}\n").into_bytes()
             };
             Some([
                 line(libc::CLOCK_MONOTONIC, ns.monotonic_offset),
@@ -409,6 +424,9 @@ impl Plan {
             late_user,
             uid_map: map_text(&ns.uid_map),
             gid_map: map_text(&ns.gid_map),
+            // Without CAP_SETGID over the parent user namespace (we only ask whether we are
+            // root, as the child's credential code does).
+            deny_setgroups: user_new && !nix::unistd::geteuid().is_root(),
             cgroup: spec.cgroup.clone(),
             cgroup_procs,
             needs_null,
@@ -481,14 +499,19 @@ impl Plan {
         }
         if ns.cgroup.is_new() {
             // The service sees its own cgroup as the root of /sys/fs/cgroup, like /proc/self/cgroup.
-            let (op, s) = fs_mount(
-                "cgroup2",
-                under(root, Path::new("/sys/fs/cgroup")),
-                safe,
-                None,
-                true,
-            )?;
-            push(op, s);
+            let target = under(root, Path::new("/sys/fs/cgroup"));
+            push(
+                MountOp::Cgroup2 {
+                    target: cpath("mount target", &target)?,
+                    flags: safe,
+                    bind: spec
+                        .cgroup
+                        .as_deref()
+                        .map(|c| cpath("cgroup", c))
+                        .transpose()?,
+                },
+                format!("cgroup2 on {}", target.display()),
+            );
         }
         if m.private_tmp {
             let (op, s) = fs_mount(
@@ -640,7 +663,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::spec::{Bind, IdMap};
+    use crate::process::spec::{Bind, ClockOffset, IdMap};
 
     #[test]
     fn sysctl_keys_become_proc_paths() {
@@ -715,11 +738,13 @@ mod tests {
     fn time_is_never_a_clone_flag() {
         let mut spec = SpawnSpec::new(["/bin/true"]);
         spec.namespaces.time = NsMode::New;
-        spec.namespaces.boottime_offset = std::time::Duration::from_secs(3600);
+        spec.namespaces.boottime_offset = ClockOffset::from_secs(3600);
+        spec.namespaces.monotonic_offset = ClockOffset::from_nanos(-1_500_000_000);
         let p = Plan::new(&spec).unwrap();
         assert_eq!(p.clone_flags, 0);
         assert_eq!(p.unshare_flags, 0);
         let offsets = p.time_offsets.unwrap();
+        assert_eq!(offsets[0], b"1 -2 500000000\n");
         assert_eq!(offsets[1], b"7 3600 0\n");
     }
 

@@ -377,10 +377,14 @@ fn write_byte(fd: &OwnedFd) -> Result<(), Errno> {
 }
 
 /// Writes `uid_map` then `gid_map` of `pid`, each with a single `write` (the kernel takes a map
-/// only whole, once). The daemon is privileged in the parent user namespace, so `setgroups`
-/// stays allowed and the child may call it.
+/// only whole, once). A privileged daemon leaves `setgroups` allowed, so the child may call it;
+/// an unprivileged one (user mode) writes `deny` to `setgroups` first, as the kernel demands.
 fn write_maps(plan: &Plan, pid: Pid) -> Result<(), SpawnError> {
-    for (file, text) in [("uid_map", &plan.uid_map), ("gid_map", &plan.gid_map)] {
+    // user_namespaces(7): an unprivileged writer of gid_map must first disable setgroups.
+    let deny = String::from("deny");
+    let setgroups = plan.deny_setgroups.then_some(("setgroups", &deny));
+    let maps = [("uid_map", &plan.uid_map), ("gid_map", &plan.gid_map)];
+    for (file, text) in setgroups.into_iter().chain(maps) {
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
         let err = |errno| SpawnError::IdMap {
             path: path.clone(),

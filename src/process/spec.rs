@@ -74,6 +74,51 @@ impl IdMap {
     }
 }
 
+/// A signed clock offset of a time namespace, in nanoseconds. The kernel takes negative
+/// offsets (`/proc/PID/timens_offsets` lines are `CLOCK SECONDS NANOSECONDS` with negative
+/// seconds and `0 <= NANOSECONDS < 10^9`), as long as the clock seen inside stays non-negative
+/// when the offset is written (ERANGE otherwise).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClockOffset(i64);
+
+impl ClockOffset {
+    pub const ZERO: ClockOffset = ClockOffset(0);
+
+    pub const fn from_nanos(nanos: i64) -> ClockOffset {
+        ClockOffset(nanos)
+    }
+
+    /// Saturates at the range of an `i64` of nanoseconds (about ±292 years).
+    pub const fn from_secs(secs: i64) -> ClockOffset {
+        ClockOffset(secs.saturating_mul(1_000_000_000))
+    }
+
+    pub const fn as_nanos(self) -> i64 {
+        self.0
+    }
+
+    pub const fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whole seconds (rounded towards negative infinity) and the non-negative nanoseconds
+    /// that remain: the two numbers of a `timens_offsets` line. `-0.5 s` is `(-1, 500000000)`.
+    pub const fn timens_parts(self) -> (i64, u32) {
+        (
+            self.0.div_euclid(1_000_000_000),
+            // rem_euclid of a positive divisor is in 0..1e9: it fits a u32.
+            self.0.rem_euclid(1_000_000_000) as u32,
+        )
+    }
+}
+
+impl From<Duration> for ClockOffset {
+    /// Saturates at `i64::MAX` nanoseconds.
+    fn from(d: Duration) -> ClockOffset {
+        ClockOffset(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+}
+
 /// Mount propagation of the new mount namespace's `/` (applied recursively).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Propagation {
@@ -135,10 +180,10 @@ pub struct Namespaces {
     pub uid_map: Vec<IdMap>,
     /// With `user = New`: written by the parent to `/proc/PID/gid_map` (must not be empty).
     pub gid_map: Vec<IdMap>,
-    /// With `time = New`: `CLOCK_MONOTONIC` offset.
-    pub monotonic_offset: Duration,
-    /// With `time = New`: `CLOCK_BOOTTIME` offset (`/proc/uptime` shows it).
-    pub boottime_offset: Duration,
+    /// With `time = New`: `CLOCK_MONOTONIC` offset (may be negative).
+    pub monotonic_offset: ClockOffset,
+    /// With `time = New`: `CLOCK_BOOTTIME` offset (may be negative; `/proc/uptime` shows it).
+    pub boottime_offset: ClockOffset,
     /// Needs `uts = New`.
     pub hostname: Option<String>,
     /// Namespaced sysctls written to `/proc/sys/…` inside, in order: `net.ipv4.ip_forward` or
