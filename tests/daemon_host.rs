@@ -100,7 +100,10 @@ fn autostart_restart_limits_and_clean_shutdown() {
     let procs = std::fs::read_to_string(web_cg.join("cgroup.procs")).unwrap();
     assert!(procs.lines().any(|l| l == web_pid.to_string()), "{procs}");
     let dep_file = out.join("dep.cgroup");
-    wait_for("dep.service", Duration::from_secs(10), || dep_file.exists());
+    // The shell creates the file before it writes it: wait for the content.
+    wait_for("dep.service", Duration::from_secs(10), || {
+        std::fs::read_to_string(&dep_file).is_ok_and(|s| s.ends_with('\n'))
+    });
     let dep_cgroup = std::fs::read_to_string(&dep_file).unwrap();
     assert!(
         dep_cgroup.contains("/system.slice/dep.service"),

@@ -1,5 +1,5 @@
 //! What corrald does as PID 1 before and after it manages units (DESIGN §6): the early mounts,
-//! the hostname, sysctls and modules at boot; at shutdown, the end of every remaining process,
+//! the hostname, modules then sysctls at boot; at shutdown, the end of every remaining process,
 //! sync, unmount and `reboot(2)`.
 //!
 //! Nothing here may panic: a panic in PID 1 is a kernel panic. Each step logs its failure and
@@ -103,20 +103,24 @@ fn mounted() -> Vec<String> {
 }
 
 /// Mounts the API file systems that are not mounted yet.
+///
+/// This runs before logging is set up (the log level comes from the command line, parsed
+/// after the mounts), so a `tracing` event here would go nowhere: failures are written to
+/// stderr, which PID 1 has on the console.
 pub fn early_mounts() {
     for m in MOUNTS {
         if mounted().iter().any(|t| t == m.target) {
             continue;
         }
         if let Err(e) = std::fs::create_dir_all(m.target) {
-            tracing::warn!("creating {}: {e}", m.target);
+            eprintln!("corrald: creating {}: {e}", m.target);
         }
         let _ = std::fs::set_permissions(
             m.target,
             std::os::unix::fs::PermissionsExt::from_mode(m.mode),
         );
         if let Err(e) = mount(Some(m.source), m.target, Some(m.fstype), m.flags, m.data) {
-            tracing::error!("mounting {} on {}: {e}", m.fstype, m.target);
+            eprintln!("corrald: mounting {} on {}: {e}", m.fstype, m.target);
         }
     }
     // Programs look for the bus socket under /var/run.
@@ -126,16 +130,15 @@ pub fn early_mounts() {
     }
 }
 
-/// The boot steps after the mounts: ctrl-alt-del as SIGINT, hostname, sysctls, modules.
+/// The boot steps after the mounts: ctrl-alt-del as SIGINT, hostname, modules, sysctls.
 pub fn boot() {
     // The kernel then sends SIGINT to PID 1 on ctrl-alt-del instead of rebooting at once.
     if let Err(e) = set_cad_enabled(false) {
         tracing::warn!("reboot(RB_DISABLE_CAD): {e}");
     }
     match std::fs::read_to_string("/etc/hostname") {
-        Ok(name) => {
-            let name = name.lines().next().unwrap_or_default().trim();
-            if !name.is_empty()
+        Ok(text) => {
+            if let Some(name) = hostname_from(&text)
                 && let Err(e) = nix::unistd::sethostname(name)
             {
                 tracing::warn!("setting the hostname {name:?}: {e}");
@@ -144,6 +147,9 @@ pub fn boot() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!("reading /etc/hostname: {e}"),
     }
+    // Modules first, as systemd orders systemd-sysctl after systemd-modules-load: many keys
+    // exist only once their module is loaded (`net.bridge.*` needs br_netfilter).
+    load_modules(&modules::collect(Path::new("/")));
     let files = super::config_files(
         Path::new("/"),
         &sysctl::SYSCTL_DIRS,
@@ -154,7 +160,14 @@ pub fn boot() {
     for p in problems {
         tracing::warn!("sysctl: {p}");
     }
-    load_modules(&modules::collect(Path::new("/")));
+}
+
+/// The hostname in the text of `/etc/hostname`: its first line that is neither blank nor a
+/// `#` comment, trimmed (hostname(5); systemd reads it the same way).
+fn hostname_from(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 fn load_modules(names: &[String]) {
@@ -241,5 +254,21 @@ pub fn reap_forever() -> ! {
             Ok(_) => {}
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hostname_from;
+
+    #[test]
+    fn hostname_skips_comments_and_blank_lines() {
+        assert_eq!(hostname_from("web-1\n"), Some("web-1"));
+        assert_eq!(
+            hostname_from("# set by the installer\n\n  box \nother\n"),
+            Some("box")
+        );
+        assert_eq!(hostname_from("# only a comment\n\n"), None);
+        assert_eq!(hostname_from(""), None);
     }
 }
