@@ -112,7 +112,7 @@ impl PrivateServer {
             info: Arc::new(info),
             access,
             manager,
-            guid: Guid::generate().into(),
+            guid: server_guid(),
         });
         let accept = tokio::spawn(accept_loop(listener, shared));
         Ok(PrivateServer { path, accept })
@@ -438,5 +438,26 @@ impl Connected<'_> {
             self.add_unit(name).await?;
         }
         Ok(())
+    }
+}
+
+/// The server's GUID. zbus's `Guid::generate` draws a v4 UUID from `getrandom`, which blocks
+/// until the kernel's random pool is ready — about 1.5 s into a VM boot, a long wait for PID 1
+/// to start serving. A GUID only has to be unique, not secret: `GRND_INSECURE` never blocks.
+fn server_guid() -> OwnedGuid {
+    let mut bytes = [0u8; 16];
+    // SAFETY: writes at most 16 bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_INSECURE) };
+    if n != 16 {
+        // Before Linux 5.6: the time and our pid are unique enough for one socket.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (now ^ (u128::from(std::process::id()) << 96)).to_le_bytes();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    match Guid::try_from(hex) {
+        Ok(g) => g.into(),
+        Err(_) => Guid::generate().into(),
     }
 }
