@@ -149,6 +149,18 @@ async fn fake_manager(
             Request::GetProcesses { reply, .. } => {
                 let _ = reply.send(Ok(vec![(777, "/bin/sleep 1".into())]));
             }
+            Request::StartTransient { reply, .. } => {
+                let _ = reply.send(Ok(next_job));
+            }
+            Request::Enable { reply, .. } | Request::Shutdown { reply, .. } => {
+                let _ = reply.send(Ok(()));
+            }
+            Request::GetUnitFiles { reply, .. } => {
+                let _ = reply.send(Ok(Vec::new()));
+            }
+            Request::Reload { reply } => {
+                let _ = reply.send(Vec::new());
+            }
             Request::QueueJob { unit, kind, reply } => {
                 let Some(st) = units.get_mut(&unit) else {
                     let _ = reply.send(Err(RequestError::NoSuchUnit(unit)));
@@ -601,6 +613,28 @@ async fn state_changes_need_the_privileged_uid_and_end_with_job_removed() {
                 "false",
             ],
         ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "StartTransientUnit",
+            &["ss", "t.service", "[service]\nexec = [\"/bin/true\"]\n"],
+        ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "EnableUnit",
+            &["s", "web.service"],
+        ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "DisableUnit",
+            &["s", "web.service"],
+        ),
+        (MANAGER_PATH, MANAGER_INTERFACE, "Reload", &[]),
+        (MANAGER_PATH, MANAGER_INTERFACE, "Reexec", &[]),
+        (MANAGER_PATH, MANAGER_INTERFACE, "PowerOff", &[]),
+        (MANAGER_PATH, MANAGER_INTERFACE, "Reboot", &[]),
         (
             "/org/corral1/unit/web_2eservice",
             UNIT_INTERFACE,

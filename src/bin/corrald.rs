@@ -19,6 +19,7 @@ use corral::boot::pid1::{self, Final};
 use corral::bus::{Access, ManagerHandle, Mode, PrivateServer, ServerInfo};
 use corral::cgroup::{HostInfo, RootRequest, Tree, decide_root};
 use corral::manager::executor::{Manager, Paths};
+use corral::manager::request::ShutdownKind;
 use corral::unit::{SearchPath, load_path};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
@@ -148,18 +149,20 @@ fn run(args: Args) -> anyhow::Result<Final> {
         manager.start_autostart();
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        // As PID 1, SIGTERM powers off (what a container runtime's stop expects) and SIGINT
+        // (ctrl-alt-del) reboots; otherwise both stop every unit and exit.
         let shutdown = async move {
-            let how = tokio::select! {
-                _ = term.recv() => Final::PowerOff,
-                _ = int.recv() => Final::Reboot,
-            };
-            tracing::info!("stopping every unit");
-            let _ = tx.send(how);
+            tokio::select! {
+                _ = term.recv() => ShutdownKind::PowerOff,
+                _ = int.recv() => ShutdownKind::Reboot,
+            }
         };
-        manager.run(requests_rx, shutdown).await?;
+        let how = manager.run(requests_rx, shutdown).await?;
         server.shutdown();
-        Ok::<_, anyhow::Error>(rx.await.unwrap_or(Final::PowerOff))
+        Ok::<_, anyhow::Error>(match how {
+            ShutdownKind::Reboot => Final::Reboot,
+            ShutdownKind::PowerOff | ShutdownKind::Exit => Final::PowerOff,
+        })
     })
     .inspect(|_| tracing::info!("every unit stopped"))
 }

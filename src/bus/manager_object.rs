@@ -11,7 +11,7 @@ use zbus::{fdo, interface};
 
 use super::server::ServerInfo;
 use super::{Access, Error, ManagerHandle, limit_values, parse_unit, unit_path};
-use crate::manager::request::{JobKind, Request};
+use crate::manager::request::{JobKind, Request, ShutdownKind};
 
 /// One row of `ListUnits`: name, description, load state, active state, sub state, object.
 pub type UnitRow = (String, String, String, String, String, OwnedObjectPath);
@@ -39,6 +39,27 @@ impl ManagerObject {
             peer_uid,
             info,
         }
+    }
+
+    async fn enable(&self, method: &str, name: &str, enable: bool) -> Result<(), Error> {
+        self.access.check(self.peer_uid, method)?;
+        let unit = parse_unit(name)?;
+        Ok(self
+            .manager
+            .ask(|reply| Request::Enable {
+                unit,
+                enable,
+                reply,
+            })
+            .await??)
+    }
+
+    async fn shutdown(&self, method: &str, how: ShutdownKind) -> Result<(), Error> {
+        self.access.check(self.peer_uid, method)?;
+        Ok(self
+            .manager
+            .ask(|reply| Request::Shutdown { how, reply })
+            .await??)
     }
 
     async fn freeze(&self, method: &str, name: &str, freeze: bool) -> Result<(), Error> {
@@ -182,6 +203,62 @@ impl ManagerObject {
             .manager
             .ask(|reply| Request::GetLog { unit, lines, reply })
             .await??)
+    }
+
+    /// A unit from TOML text, validated like a file, kept until reboot, and started.
+    #[zbus(out_args("job"))]
+    async fn start_transient_unit(&self, name: &str, toml: &str) -> Result<u32, Error> {
+        self.access.check(self.peer_uid, "StartTransientUnit")?;
+        let unit = parse_unit(name)?;
+        let toml = toml.to_string();
+        Ok(self
+            .manager
+            .ask(|reply| Request::StartTransient { unit, toml, reply })
+            .await??)
+    }
+
+    /// Start the unit at boot (the autostart drop-in).
+    async fn enable_unit(&self, name: &str) -> Result<(), Error> {
+        self.enable("EnableUnit", name, true).await
+    }
+
+    async fn disable_unit(&self, name: &str) -> Result<(), Error> {
+        self.enable("DisableUnit", name, false).await
+    }
+
+    /// Path and text of the unit file and every drop-in, in merge order.
+    #[zbus(out_args("files"))]
+    async fn get_unit_files(&self, name: &str) -> Result<Vec<(String, String)>, Error> {
+        let unit = parse_unit(name)?;
+        Ok(self
+            .manager
+            .ask(|reply| Request::GetUnitFiles { unit, reply })
+            .await??)
+    }
+
+    /// Re-read the unit files: (file, error) for every problem; running units get changed
+    /// limits.
+    #[zbus(out_args("errors"))]
+    async fn reload(&self) -> Result<Vec<(String, String)>, Error> {
+        self.access.check(self.peer_uid, "Reload")?;
+        self.manager.ask(|reply| Request::Reload { reply }).await
+    }
+
+    /// Serialise state and re-execute in place: not available yet.
+    async fn reexec(&self) -> Result<(), Error> {
+        self.access.check(self.peer_uid, "Reexec")?;
+        Err(Error::Corral(super::CorralError::NotSupported(
+            "Reexec is not implemented yet: restart corrald instead".into(),
+        )))
+    }
+
+    /// Stop every unit and power the machine off (PID 1 only).
+    async fn power_off(&self) -> Result<(), Error> {
+        self.shutdown("PowerOff", ShutdownKind::PowerOff).await
+    }
+
+    async fn reboot(&self) -> Result<(), Error> {
+        self.shutdown("Reboot", ShutdownKind::Reboot).await
     }
 
     /// A job ended: its id, its unit, and `done`, `failed`, `timeout`, `dependency` or

@@ -6,7 +6,7 @@
 //! of an inactive unit changes no file, so it lists none; runtime-only limits go to
 //! `RUNTIME/units/NAME.KIND.d/50-limits.toml`, persistent ones to the first unit directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::executor::Manager;
@@ -232,7 +232,7 @@ impl Manager {
             "# Written by corrald for SetUnitLimits / corralctl limit.\n{}",
             toml::to_string(&doc).unwrap_or_default()
         );
-        write_atomic(&file, &text).map_err(|e| {
+        super::admin::write_file(&file, &text).map_err(|e| {
             RequestError::JobFailed(format!(
                 "the limits apply now but were not saved: {}: {e}",
                 file.display()
@@ -309,18 +309,4 @@ impl Manager {
         let freezer = if frozen { "frozen" } else { "running" };
         (limits, effective, usage, freezer.to_string())
     }
-}
-
-/// Writes through a temporary file and `rename`, so a reader never sees half a drop-in.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|f| f.to_str())
-            .unwrap_or("limits")
-    ));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }

@@ -24,7 +24,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::notify::NotifySocket;
 use super::request::{
-    JobKind, LoadState, Notification, Request, RequestError, UnitProperties, UnitSummary,
+    JobKind, LoadState, Notification, Request, RequestError, ShutdownKind, UnitProperties,
+    UnitSummary,
 };
 use super::state::{
     Action, ActiveState, Event, Exit, JobResult, ServiceState, SubState, UnitResult, step,
@@ -51,7 +52,7 @@ pub struct Manager {
     pub(super) tree: Tree,
     pub(super) host: HostInfo,
     pub(super) paths: Paths,
-    states: BTreeMap<UnitName, ServiceState>,
+    pub(super) states: BTreeMap<UnitName, ServiceState>,
     /// Slices whose cgroup exists.
     live_slices: BTreeSet<UnitName>,
     pids: HashMap<u32, UnitName>,
@@ -65,7 +66,9 @@ pub struct Manager {
     queued: BTreeMap<UnitName, Pull>,
     reaper: Reaper,
     /// Announcements to the bus (state changes, finished jobs).
-    notify: broadcast::Sender<Notification>,
+    pub(super) notify: broadcast::Sender<Notification>,
+    /// Set by `PowerOff`/`Reboot`: stop every unit, then end like that.
+    pub(super) shutdown: Option<ShutdownKind>,
     /// The job each unit is running for a caller, by id.
     jobs: BTreeMap<UnitName, u32>,
     next_job: u32,
@@ -112,6 +115,7 @@ impl Manager {
             jobs: BTreeMap::new(),
             next_job: 1,
             restarting: BTreeSet::new(),
+            shutdown: None,
             notify_socket: NotifySocket::bind(&paths.runtime_dir.join("notify"))?,
             status_text: BTreeMap::new(),
             active_enter: BTreeMap::new(),
@@ -559,18 +563,27 @@ impl Manager {
     pub async fn run(
         mut self,
         mut requests: mpsc::Receiver<Request>,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> std::io::Result<()> {
+        shutdown: impl std::future::Future<Output = ShutdownKind>,
+    ) -> std::io::Result<ShutdownKind> {
         let reaper_fd = readable(self.reaper.as_fd().try_clone_to_owned()?)?;
         let watcher_fd = readable(self.watcher.as_fd().try_clone_to_owned()?)?;
         let notify_fd = readable(self.notify_socket.fd()?)?;
         tokio::pin!(shutdown);
-        let mut stopping = false;
+        let mut stopping = None;
         loop {
-            if stopping && self.all_stopped() {
+            if stopping.is_none()
+                && let Some(how) = self.shutdown
+            {
+                tracing::info!("stopping every unit ({how:?} requested)");
+                stopping = Some(how);
+                self.stop_all();
+            }
+            if let Some(how) = stopping
+                && self.all_stopped()
+            {
                 self.reap_remaining();
                 self.remove_slices();
-                return Ok(());
+                return Ok(how);
             }
             let deadline = self.deadlines.values().min().copied();
             tokio::select! {
@@ -593,8 +606,9 @@ impl Manager {
                     g.clear_ready();
                     self.on_notify();
                 }
-                _ = &mut shutdown, if !stopping => {
-                    stopping = true;
+                how = &mut shutdown, if stopping.is_none() => {
+                    tracing::info!("stopping every unit");
+                    stopping = Some(how);
                     self.stop_all();
                 }
             }
@@ -732,10 +746,29 @@ impl Manager {
             Request::GetProcesses { unit, reply } => {
                 let _ = reply.send(self.processes(&unit));
             }
+            Request::StartTransient { unit, toml, reply } => {
+                let _ = reply.send(self.start_transient(unit, &toml));
+            }
+            Request::Enable {
+                unit,
+                enable,
+                reply,
+            } => {
+                let _ = reply.send(self.enable(&unit, enable));
+            }
+            Request::GetUnitFiles { unit, reply } => {
+                let _ = reply.send(self.unit_files(&unit));
+            }
+            Request::Reload { reply } => {
+                let _ = reply.send(self.reload());
+            }
+            Request::Shutdown { how, reply } => {
+                let _ = reply.send(self.request_shutdown(how));
+            }
         }
     }
 
-    fn queue_job(&mut self, unit: UnitName, kind: JobKind) -> Result<u32, RequestError> {
+    pub(super) fn queue_job(&mut self, unit: UnitName, kind: JobKind) -> Result<u32, RequestError> {
         let entry = self
             .units
             .units

@@ -1,6 +1,7 @@
 //! The manager: owns every unit's state. Service lifecycles are the pure transition function in
 //! [`state`]; the executor that performs its actions lives beside it.
 
+pub mod admin;
 pub mod control;
 pub mod executor;
 pub mod logs;

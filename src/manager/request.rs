@@ -125,6 +125,15 @@ pub enum LimitValue {
     Int(i128),
 }
 
+/// How the machine ends once every unit is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownKind {
+    PowerOff,
+    Reboot,
+    /// Not PID 1: stop every unit, then exit.
+    Exit,
+}
+
 /// What a job does to its unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -212,6 +221,33 @@ pub enum Request {
     GetProcesses {
         unit: UnitName,
         reply: oneshot::Sender<Result<Vec<(u32, String)>, RequestError>>,
+    },
+    /// Validate a transient unit's TOML like a file, keep it in RUNTIME/units, and start it.
+    StartTransient {
+        unit: UnitName,
+        toml: String,
+        reply: oneshot::Sender<Result<u32, RequestError>>,
+    },
+    /// Write (true) or remove (false) the autostart drop-in in the first unit directory.
+    Enable {
+        unit: UnitName,
+        enable: bool,
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
+    /// Path and text of the unit file and every drop-in, in merge order.
+    GetUnitFiles {
+        unit: UnitName,
+        reply: oneshot::Sender<Result<Vec<(String, String)>, RequestError>>,
+    },
+    /// Re-read the unit files; reply with every (file, error); running units get changed
+    /// limits.
+    Reload {
+        reply: oneshot::Sender<Vec<(String, String)>>,
+    },
+    /// Power off or reboot the machine (PID 1 only).
+    Shutdown {
+        how: ShutdownKind,
+        reply: oneshot::Sender<Result<(), RequestError>>,
     },
     /// Queue a job (with its dependencies) and reply with its id at once; the job's end is
     /// announced later as [`Notification::JobRemoved`] with the same id.

@@ -97,6 +97,41 @@ impl UnitSet {
     pub fn loaded(&self) -> impl Iterator<Item = &Unit> {
         self.units.values().filter_map(Entry::unit)
     }
+
+    /// Adds (or replaces) one loaded unit — a transient one — with the slices it needs, and
+    /// rebuilds the graph. Returns the names that are new to the set.
+    pub fn insert(&mut self, unit: Unit) -> Vec<UnitName> {
+        let mut added = Vec::new();
+        let mut cur = unit.slice();
+        while let Some(s) = cur {
+            cur = s.parent_slice();
+            if !self.units.contains_key(&s) {
+                added.push(s.clone());
+                self.units.insert(
+                    s.clone(),
+                    Entry {
+                        name: s.clone(),
+                        files: Vec::new(),
+                        state: LoadState::Loaded(Box::new(Unit::implicit_slice(s))),
+                    },
+                );
+            }
+        }
+        let name = unit.name.clone();
+        if !self.units.contains_key(&name) {
+            added.push(name.clone());
+        }
+        self.units.insert(
+            name.clone(),
+            Entry {
+                name,
+                files: unit.files.clone(),
+                state: LoadState::Loaded(Box::new(unit)),
+            },
+        );
+        self.graph = Graph::new(self.loaded());
+        added
+    }
 }
 
 /// The files of one unit before parsing: the main file and its drop-ins in merge order.

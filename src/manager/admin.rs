@@ -1,0 +1,231 @@
+//! The manager's answers to administrative requests: transient units, enable/disable, unit
+//! files, reload, and the machine's end.
+//!
+//! Decisions:
+//! - a transient unit is validated exactly like a file (`RUNTIME/units/NAME.toml` names it in
+//!   messages) and written there, so it survives `Reload` but not a reboot; a name that a
+//!   unit file already uses is refused;
+//! - `EnableUnit` writes `NAME.KIND.d/50-autostart.toml` (`autostart = true`) in the first
+//!   unit directory; `DisableUnit` removes it, and writes `autostart = false` there when the
+//!   unit's own file still says true;
+//! - `Reload` keeps the state of every unit that exists after it; a running unit whose file
+//!   is gone keeps running with its old definition until it stops; a running unit whose
+//!   limits changed gets the difference written to its cgroup.
+
+use std::path::{Path, PathBuf};
+
+use super::executor::Manager;
+use super::request::{JobKind, Notification, RequestError, ShutdownKind};
+use super::state::{ActiveState, ServiceState};
+use crate::unit::{Kind, LoadState, UnitName, load_path, parse_unit};
+
+/// The drop-in `EnableUnit` writes.
+pub const AUTOSTART_DROPIN: &str = "50-autostart.toml";
+
+impl Manager {
+    pub(super) fn start_transient(
+        &mut self,
+        name: UnitName,
+        toml: &str,
+    ) -> Result<u32, RequestError> {
+        let dir = self.paths.runtime_dir.join("units");
+        let path = dir.join(format!("{name}.toml"));
+        if let Some(e) = self.units.units.get(&name) {
+            let transient = e.files.first().is_some_and(|f| f.starts_with(&dir));
+            let running = self
+                .states
+                .get(&name)
+                .is_some_and(|s| !matches!(s.active, ActiveState::Inactive | ActiveState::Failed));
+            if !transient || running {
+                return Err(RequestError::InvalidUnit(format!(
+                    "{name} already exists{}",
+                    if running { " and is running" } else { "" }
+                )));
+            }
+        }
+        if name.kind() != Kind::Service {
+            return Err(RequestError::InvalidUnit(format!(
+                "{name}: only services can be transient"
+            )));
+        }
+        let unit = parse_unit(&name, &path, toml).map_err(|diags| {
+            RequestError::InvalidUnit(
+                diags
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        write_file(&path, toml)
+            .map_err(|e| RequestError::JobFailed(format!("writing {}: {e}", path.display())))?;
+        if let Some(svc) = &unit.service {
+            self.states.insert(name.clone(), ServiceState::new(svc));
+        }
+        for added in self.units.insert(unit) {
+            let _ = self.notify.send(Notification::UnitAdded(added));
+        }
+        self.queue_job(name, JobKind::Start)
+    }
+
+    pub(super) fn enable(&mut self, name: &UnitName, enable: bool) -> Result<(), RequestError> {
+        let entry = self
+            .units
+            .units
+            .get(name)
+            .ok_or_else(|| RequestError::NoSuchUnit(name.clone()))?;
+        if name.kind() != Kind::Service {
+            return Err(RequestError::InvalidUnit(format!(
+                "{name} is a slice: slices start with the units inside them"
+            )));
+        }
+        let LoadState::Loaded(unit) = &entry.state else {
+            return Err(RequestError::InvalidUnit(format!(
+                "{name} has errors in its unit files"
+            )));
+        };
+        let dir = self
+            .paths
+            .unit_dirs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("/etc/corral/units"));
+        let file = dir.join(format!("{name}.d")).join(AUTOSTART_DROPIN);
+        let ours = unit.files.contains(&file);
+        let from_files = unit.service.as_ref().is_some_and(|s| s.autostart);
+        let result = if enable {
+            write_file(
+                &file,
+                "# Written by corrald for EnableUnit / corralctl enable.\n[unit]\nautostart = true\n",
+            )
+        } else if from_files && !ours {
+            // The unit's own file asks for autostart: only an overriding drop-in disables it.
+            write_file(
+                &file,
+                "# Written by corrald for DisableUnit / corralctl disable.\n[unit]\nautostart = false\n",
+            )
+        } else {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        };
+        result.map_err(|e| RequestError::JobFailed(format!("{}: {e}", file.display())))?;
+        let exists = file.exists();
+        if let Some(entry) = self.units.units.get_mut(name) {
+            entry.files.retain(|f| *f != file);
+            if exists {
+                entry.files.push(file.clone());
+            }
+            if let LoadState::Loaded(u) = &mut entry.state {
+                u.files = entry.files.clone();
+                if let Some(s) = u.service.as_mut() {
+                    s.autostart = enable;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn unit_files(
+        &self,
+        name: &UnitName,
+    ) -> Result<Vec<(String, String)>, RequestError> {
+        let entry = self
+            .units
+            .units
+            .get(name)
+            .ok_or_else(|| RequestError::NoSuchUnit(name.clone()))?;
+        Ok(entry
+            .files
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(f)
+                    .unwrap_or_else(|e| format!("# cannot read {}: {e}\n", f.display()));
+                (f.display().to_string(), text)
+            })
+            .collect())
+    }
+
+    /// Re-reads every unit file. Returns every error as (file, message).
+    pub(super) fn reload(&mut self) -> Vec<(String, String)> {
+        let mut fresh = load_path(&crate::unit::SearchPath(self.paths.unit_dirs.clone()));
+        let errors: Vec<(String, String)> = fresh
+            .errors()
+            .map(|d| (d.location.file.display().to_string(), d.to_string()))
+            .collect();
+        // Running units whose files are gone keep their old definition until they stop.
+        let old = std::mem::take(&mut self.units);
+        for (name, entry) in old.units {
+            let running = self
+                .states
+                .get(&name)
+                .is_some_and(|s| !matches!(s.active, ActiveState::Inactive | ActiveState::Failed));
+            if let std::collections::btree_map::Entry::Vacant(gone) =
+                fresh.units.entry(name.clone())
+            {
+                if running {
+                    gone.insert(entry);
+                } else {
+                    self.states.remove(&name);
+                    let _ = self.notify.send(Notification::UnitRemoved(name));
+                }
+                continue;
+            }
+            // Limits changed on a live cgroup: write the difference now.
+            let (Some(before), Some(after)) = (entry.unit(), fresh.get(&name)) else {
+                continue;
+            };
+            if before.resources != after.resources && self.live_cgroup(&name).is_some() {
+                let rel = after.cgroup_path();
+                match self
+                    .tree
+                    .update(&rel, &before.resources, &after.resources, &self.host)
+                {
+                    Ok(diff) => {
+                        for c in &diff.changes {
+                            tracing::info!(unit = %name, "reload: {c}");
+                        }
+                    }
+                    Err(e) => tracing::warn!(unit = %name, "reload: {e}"),
+                }
+            }
+        }
+        fresh.graph = crate::unit::Graph::new(fresh.loaded());
+        for (name, entry) in &fresh.units {
+            if let Some(svc) = entry.unit().and_then(|u| u.service.as_ref())
+                && !self.states.contains_key(name)
+            {
+                self.states.insert(name.clone(), ServiceState::new(svc));
+                let _ = self.notify.send(Notification::UnitAdded(name.clone()));
+            }
+        }
+        self.units = fresh;
+        for (file, err) in &errors {
+            tracing::warn!("reload: {file}: {err}");
+        }
+        errors
+    }
+
+    pub(super) fn request_shutdown(&mut self, how: ShutdownKind) -> Result<(), RequestError> {
+        if std::process::id() != 1 && how != ShutdownKind::Exit {
+            return Err(RequestError::NotSupported(
+                "PowerOff and Reboot are for corrald as PID 1".into(),
+            ));
+        }
+        self.shutdown = Some(how);
+        Ok(())
+    }
+}
+
+/// Writes through a temporary file and `rename`, creating the directory.
+pub(super) fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|f| f.to_str()).unwrap_or("unit")
+    ));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}

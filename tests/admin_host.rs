@@ -1,0 +1,145 @@
+//! The administrative D-Bus methods against a real corrald on the host, over its private socket
+//! with a zbus client: StartTransientUnit, EnableUnit/DisableUnit, GetUnitFiles, Reload,
+//! PowerOff outside PID 1, and the errors each gives.
+
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use std::time::Duration;
+
+use daemon::{Daemon, wait_for};
+use zbus::proxy::Proxy;
+
+async fn client(d: &Daemon) -> (zbus::Connection, Proxy<'static>) {
+    let stream = tokio::net::UnixStream::connect(d.socket())
+        .await
+        .expect("connect");
+    let conn = zbus::connection::Builder::unix_stream(stream)
+        .p2p()
+        .auth_mechanism(zbus::AuthMechanism::External)
+        .build()
+        .await
+        .expect("p2p connection");
+    let manager = Proxy::new(&conn, "org.corral1", "/org/corral1", "org.corral1.Manager")
+        .await
+        .expect("manager proxy");
+    (conn, manager)
+}
+
+fn error_name(e: &zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(name, _, _) => name.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_units_enable_files_and_reload() {
+    let units = [(
+        "web.service.toml",
+        "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n[resources]\npids-max = 100\n".to_string(),
+    )];
+    let Some(d) = Daemon::start("admin", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let (_conn, m) = client(&d).await;
+
+    // A transient unit is validated like a file and started; bad TOML names file, line, key.
+    let job: u32 = m
+        .call(
+            "StartTransientUnit",
+            &(
+                "job.service",
+                "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n",
+            ),
+        )
+        .await
+        .expect("StartTransientUnit");
+    assert!(job > 0);
+    let status = |u: &str| text(&d.ctl(&["status", u]).stdout);
+    wait_for("job.service active", Duration::from_secs(5), || {
+        status("job.service").contains("active (running)")
+    });
+    assert!(d.out_dir().join("run/units/job.service.toml").exists());
+    let err = m
+        .call::<_, _, u32>(
+            "StartTransientUnit",
+            &("bad.service", "[service]\nrestrat = 1\n"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "org.corral1.Error.InvalidUnit");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("bad.service.toml:2:1") && msg.contains("did you mean \"restart\""),
+        "{msg}"
+    );
+    let err = m
+        .call::<_, _, u32>(
+            "StartTransientUnit",
+            &("web.service", "[service]\nexec = [\"/bin/true\"]\n"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+
+    // Enable writes the autostart drop-in, GetUnitFiles lists it in merge order.
+    let () = m
+        .call("EnableUnit", &("web.service",))
+        .await
+        .expect("EnableUnit");
+    let dropin = d.out_dir().join("units/web.service.d/50-autostart.toml");
+    assert!(
+        std::fs::read_to_string(&dropin)
+            .unwrap()
+            .contains("autostart = true")
+    );
+    let files: Vec<(String, String)> = m.call("GetUnitFiles", &("web.service",)).await.unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files[0].0.ends_with("units/web.service.toml") && files[0].1.contains("pids-max"));
+    assert!(files[1].0.ends_with("web.service.d/50-autostart.toml"));
+    let () = m
+        .call("DisableUnit", &("web.service",))
+        .await
+        .expect("DisableUnit");
+    assert!(!dropin.exists());
+
+    // Reload: a new unit appears, a changed limit shows, errors come back as (file, message).
+    std::fs::write(
+        d.out_dir().join("units/new.service.toml"),
+        "[service]\nexec = [\"/bin/true\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.out_dir().join("units/web.service.toml"),
+        "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n[resources]\npids-max = 42\n",
+    )
+    .unwrap();
+    std::fs::write(d.out_dir().join("units/broken.service.toml"), "[service\n").unwrap();
+    let errors: Vec<(String, String)> = m.call("Reload", &()).await.expect("Reload");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].0.ends_with("broken.service.toml"), "{errors:?}");
+    assert!(text(&d.ctl(&["list"]).stdout).contains("new.service"));
+    let j: serde_json::Value =
+        serde_json::from_slice(&d.ctl(&["--json", "status", "web.service"]).stdout).unwrap();
+    assert_eq!(j[0]["Limits"]["pids-max"], "42");
+    // The transient unit survived the reload and still runs.
+    assert!(status("job.service").contains("active (running)"));
+
+    // Not PID 1: PowerOff and Reexec are refused with NotSupported.
+    for method in ["PowerOff", "Reboot", "Reexec"] {
+        let err = m.call::<_, _, ()>(method, &()).await.unwrap_err();
+        assert_eq!(
+            error_name(&err),
+            "org.corral1.Error.NotSupported",
+            "{method}"
+        );
+    }
+    let (st, log) = d.stop();
+    assert!(st.success(), "{log}");
+}
