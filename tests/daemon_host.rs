@@ -156,3 +156,48 @@ fn autostart_restart_limits_and_clean_shutdown() {
         "apps.slice was not removed\n{log}"
     );
 }
+
+/// With NOTIFY_SOCKET set (systemd Type=notify, or corral above us), corrald sends READY=1
+/// exactly once, when the API answers, and STOPPING=1 when it goes down.
+#[test]
+fn tells_its_own_supervisor_when_ready_and_stopping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock_path = tmp.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let units = [(
+        "a.service.toml",
+        "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
+    )];
+    let Some(d) =
+        daemon::Daemon::start_with_env("notify-up", &units, &[("NOTIFY_SOCKET", &sock_path)])
+    else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("a message from corrald");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    assert!(msg.contains("STATUS=managing"), "{msg}");
+    // The API answers now.
+    let out = d.ctl(&["list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Exactly once.
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "a second message arrived");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+}

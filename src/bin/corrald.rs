@@ -121,6 +121,7 @@ fn run(args: Args) -> anyhow::Result<Final> {
         search.0.insert(at, runtime_units);
     }
     let units = load_path(&search);
+    let loaded = units.loaded().count();
     for d in &units.diagnostics {
         tracing::warn!("{d}");
     }
@@ -147,6 +148,14 @@ fn run(args: Args) -> anyhow::Result<Final> {
             .with_context(|| format!("serving {}", socket.display()))?;
         tracing::info!("serving the API on {}", socket.display());
         manager.start_autostart();
+        // Our own supervisor (systemd with Type=notify, or a corral above us): ready once the
+        // units are loaded and the API answers — the socket is bound and its accept loop runs.
+        if let Err(e) = sd_notify::notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&format!("managing {} units", loaded)),
+        ]) {
+            tracing::warn!("telling our supervisor we are ready: {e}");
+        }
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         // As PID 1, SIGTERM powers off (what a container runtime's stop expects) and SIGINT
@@ -157,7 +166,13 @@ fn run(args: Args) -> anyhow::Result<Final> {
                 _ = int.recv() => ShutdownKind::Reboot,
             }
         };
-        let how = manager.run(requests_rx, shutdown).await?;
+        let how = manager
+            .run(requests_rx, async {
+                let how = shutdown.await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+                how
+            })
+            .await?;
         server.shutdown();
         Ok::<_, anyhow::Error>(match how {
             ShutdownKind::Reboot => Final::Reboot,

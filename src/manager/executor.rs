@@ -35,6 +35,9 @@ use crate::process::{self, ExitStatus, Reaper, SpawnSpec, Stdio};
 use crate::unit::graph::Pull;
 use crate::unit::{Kind, LoadState as Loaded, Output, Unit, UnitName, UnitSet};
 
+/// The PATH a service gets when its unit sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Where the manager keeps things on disk.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -444,6 +447,10 @@ impl Manager {
         dir: PathBuf,
     ) -> Result<SpawnSpec, String> {
         let mut spec = SpawnSpec::new(argv.iter().map(String::as_str));
+        // As systemd does: a PATH unless the unit sets one; nothing else of ours leaks in.
+        if !svc.environment.contains_key("PATH") {
+            spec.env("PATH", DEFAULT_PATH);
+        }
         for (k, v) in &svc.environment {
             spec.env(k, v);
         }

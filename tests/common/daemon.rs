@@ -52,6 +52,15 @@ pub struct Daemon {
 impl Daemon {
     /// Starts corrald over `units` (file name, text) and waits for its private socket.
     pub fn start(name: &str, units: &[(&str, String)]) -> Option<Daemon> {
+        Daemon::start_with_env(name, units, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment for corrald.
+    pub fn start_with_env(
+        name: &str,
+        units: &[(&str, String)],
+        env: &[(&str, &Path)],
+    ) -> Option<Daemon> {
         let root = TestRoot::new(name)?;
         let dir = tempfile::tempdir().expect("tempdir");
         let unit_dir = dir.path().join("units");
@@ -69,6 +78,7 @@ impl Daemon {
             .arg("--log-dir")
             .arg(dir.path().join("log"))
             .arg("--no-bus")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting corrald");
