@@ -420,3 +420,70 @@ fn limits_freeze_kill_and_logs() {
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
 }
+
+/// `delegate = true`: a second corrald runs as a service of the first, finds its tree from
+/// the delegation mark, runs its own services below, and goes down cleanly when stopped.
+#[test]
+fn a_nested_corrald_manages_its_delegated_subtree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inner_units = tmp.path().join("inner-units");
+    std::fs::create_dir_all(&inner_units).unwrap();
+    std::fs::write(
+        inner_units.join("inner.service.toml"),
+        "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    let nested = format!(
+        "[unit]\nautostart = true\n[service]\nexec = [\"{}\", \"--unit-path\", \"{}\", \"--runtime-dir\", \"{}\", \"--log-dir\", \"{}\", \"--no-bus\"]\n\
+         delegate = true\nkill-mode = \"process\"\n",
+        env!("CARGO_BIN_EXE_corrald"),
+        inner_units.display(),
+        tmp.path().join("inner-run").display(),
+        tmp.path().join("inner-log").display(),
+    );
+    let Some(d) = Daemon::start("nested", &[("nested.service.toml", nested)]) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let nested_cg = d.root.0.join("system.slice/nested.service");
+    let inner_cg = nested_cg.join("system.slice/inner.service");
+    wait_for(
+        "the nested corrald's service",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(inner_cg.join("cgroup.procs"))
+                .is_ok_and(|p| !p.trim().is_empty())
+        },
+    );
+    // The nested daemon lives in the delegated cgroup's init.scope; the mark is there.
+    let scope = std::fs::read_to_string(nested_cg.join("init.scope/cgroup.procs")).unwrap();
+    assert_eq!(scope.lines().count(), 1, "{scope}");
+    let inner = std::process::Command::new(env!("CARGO_BIN_EXE_corralctl"))
+        .args([
+            "--address",
+            &format!(
+                "unix:path={}",
+                tmp.path().join("inner-run/private").display()
+            ),
+        ])
+        .args(["status", "inner.service"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&inner.stdout).contains("active (running)"),
+        "{}",
+        text(&inner.stderr)
+    );
+
+    // Stopping the delegate (kill-mode = process) signals the nested corrald only; it stops
+    // its own services and exits, and the whole subtree goes.
+    let out = d.ctl(&["stop", "nested.service"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for(
+        "the delegated subtree to go",
+        Duration::from_secs(10),
+        || !nested_cg.exists(),
+    );
+    let (st, log) = d.stop();
+    assert!(st.success(), "{log}");
+}

@@ -355,6 +355,12 @@ impl Manager {
                 self.deadlines.remove(name);
             }
             Action::RemoveCgroup => {
+                // With kill-mode = process, processes may stay behind (a delegated manager's
+                // services): the cgroup and its watch stay with them.
+                if cg.as_ref().is_ok_and(|c| c.is_populated().unwrap_or(false)) {
+                    tracing::info!(unit = %name, "processes remain in the unit's cgroup");
+                    return;
+                }
                 if let Some(t) = self
                     .tokens
                     .iter()
@@ -364,7 +370,15 @@ impl Manager {
                     let _ = self.watcher.remove(t);
                     self.tokens.remove(&t);
                 }
-                if let Err(e) = self.tree.remove(&rel) {
+                // A delegated subtree holds the nested manager's cgroups: bottom-up.
+                let removed = if cfg.delegate {
+                    cg.as_ref()
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| c.remove_tree().map_err(|e| e.to_string()))
+                } else {
+                    self.tree.remove(&rel).map_err(|e| e.to_string())
+                };
+                if let Err(e) = removed {
                     tracing::warn!(unit = %name, "{e}");
                 }
             }
@@ -426,6 +440,15 @@ impl Manager {
             self.watcher.add(token, &dir).map_err(|e| e.to_string())?;
             self.tokens.insert(token, name.clone());
         }
+        // delegate = true: the unit's cgroup belongs to its processes (a nested manager):
+        // marked with trusted.delegate and given to the service's user; they start in its
+        // init.scope, so the unit's cgroup itself stays free for child cgroups (the
+        // no-internal-process rule), and corrald never writes below it.
+        let dir = if svc.delegate {
+            self.delegate(name, svc, &dir)?
+        } else {
+            dir
+        };
         let mut spec = self.spec(name, svc, &svc.exec, dir)?;
         super::namespaces::apply(&mut spec, svc, |u| {
             self.states.get(u).and_then(|s| s.main_pid)
@@ -435,6 +458,49 @@ impl Manager {
         let pid = child.pid.as_raw() as u32;
         self.pids.insert(pid, name.clone());
         Ok(pid)
+    }
+
+    /// Prepares a delegated unit's cgroup; returns `<cgroup>/init.scope`, where its processes
+    /// start.
+    fn delegate(
+        &self,
+        name: &UnitName,
+        svc: &crate::unit::Service,
+        dir: &std::path::Path,
+    ) -> Result<PathBuf, String> {
+        let creds = match (&svc.user, &svc.group) {
+            (None, None) => None,
+            (user, group) => {
+                let ident = |i: &crate::unit::Ident| match i {
+                    crate::unit::Ident::Name(n) => n.clone(),
+                    crate::unit::Ident::Id(id) => id.to_string(),
+                };
+                let user = user.as_ref().map_or_else(|| "root".to_string(), ident);
+                let group = group.as_ref().map(ident);
+                Some(process::resolve_user(&user, group.as_deref()).map_err(|e| e.to_string())?)
+            }
+        };
+        let (uid, gid) = creds.map_or((0, 0), |c| (c.uid, c.gid));
+        let unit_cg = cgroup::Cgroup::new(dir);
+        unit_cg
+            .delegate_to(uid, gid)
+            .map_err(|e| format!("delegating {name}'s cgroup: {e}"))?;
+        // Every controller the kernel offers reaches the delegated cgroup (as systemd's
+        // Delegate=yes): what the nested manager enables below is its business.
+        let rel = dir.strip_prefix(self.tree.root()).unwrap_or(dir);
+        let all = cgroup::ControllerSet::parse("cpuset cpu io memory pids");
+        if let Err(e) = self.tree.enable_controllers(rel, all) {
+            tracing::warn!(unit = %name, "enabling controllers for the delegate: {e}");
+        }
+        let scope = cgroup::Cgroup::new(dir.join("init.scope"));
+        if !scope.exists() {
+            scope.create().map_err(|e| e.to_string())?;
+        }
+        for p in [scope.path().to_path_buf(), scope.file(cgroup::PROCS)] {
+            nix::unistd::chown(&p, Some(uid.into()), Some(gid.into()))
+                .map_err(|e| format!("giving {} to uid {uid}: {e}", p.display()))?;
+        }
+        Ok(scope.path().to_path_buf())
     }
 
     /// What a process of the unit is started with: argv, environment, directory, umask,

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::unit::{OomPolicy, Restart, Service, ServiceType};
+use crate::unit::{KillMode, OomPolicy, Restart, Service, ServiceType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActiveState {
@@ -261,11 +261,11 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
             st.main_pid = None;
             st.result = UnitResult::ExitCode;
             st.exit_status = 127;
-            begin_cleanup(cfg, st, &mut out);
+            begin_cleanup(cfg, st, now, &mut out);
         }
         (S::Start, Event::Timer) => {
             st.result = UnitResult::Timeout;
-            begin_stop(cfg, st, &mut out);
+            begin_stop(cfg, st, now, &mut out);
         }
         (S::Start, Event::MainExited(exit)) => {
             st.main_pid = None;
@@ -288,7 +288,7 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
                 (ServiceType::Oneshot { .. }, UnitResult::Success) => {
                     out.push(Action::CancelTimer);
                     st.finish_job(JobResult::Done, &mut out);
-                    begin_cleanup(cfg, st, &mut out);
+                    begin_cleanup(cfg, st, now, &mut out);
                 }
                 _ => {
                     out.push(Action::CancelTimer);
@@ -296,7 +296,7 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
                     if st.result == UnitResult::Success {
                         st.result = UnitResult::ExitCode;
                     }
-                    begin_cleanup(cfg, st, &mut out);
+                    begin_cleanup(cfg, st, now, &mut out);
                 }
             }
         }
@@ -305,13 +305,13 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
         (S::Running, Event::MainExited(exit)) => {
             st.main_pid = None;
             record_exit(st, exit);
-            begin_cleanup(cfg, st, &mut out);
+            begin_cleanup(cfg, st, now, &mut out);
         }
         (S::Running | S::Start | S::Exited, Event::OomKill) => match cfg.oom_policy {
             OomPolicy::Continue => {}
             OomPolicy::Stop | OomPolicy::Kill => {
                 st.result = UnitResult::OomKill;
-                begin_stop(cfg, st, &mut out);
+                begin_stop(cfg, st, now, &mut out);
             }
         },
 
@@ -329,7 +329,7 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
                 out.push(Action::RunExecStop);
                 out.push(Action::ArmTimer(cfg.stop_timeout));
             } else {
-                begin_stop(cfg, st, &mut out);
+                begin_stop(cfg, st, now, &mut out);
             }
         }
         (S::StopSigterm, Event::ControlExited) if st.control_running => {
@@ -363,6 +363,10 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
             if !st.stop_requested && st.result == UnitResult::Success {
                 record_exit(st, exit);
             }
+            // kill-mode = process: the main process was all there was to stop.
+            if cfg.kill_mode == KillMode::Process && !st.control_running {
+                settle(cfg, st, now, &mut out);
+            }
         }
         (S::StopSigterm, Event::Timer) => {
             st.control_running = false;
@@ -370,7 +374,13 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
                 st.result = UnitResult::Timeout;
             }
             st.sub = S::StopSigkill;
-            out.push(Action::KillAll);
+            match cfg.kill_mode {
+                KillMode::ControlGroup => out.push(Action::KillAll),
+                KillMode::Process => out.push(Action::Signal {
+                    signal: libc::SIGKILL,
+                    all: false,
+                }),
+            }
             out.push(Action::ArmTimer(cfg.stop_timeout));
         }
         (S::StopSigkill, Event::Timer) => {
@@ -443,7 +453,7 @@ fn become_active(st: &mut ServiceState, sub: SubState, now: Instant, out: &mut V
 }
 
 /// Stop on request or on failure: the stop signal, then the stop timeout.
-fn begin_stop(cfg: &Service, st: &mut ServiceState, out: &mut Vec<Action>) {
+fn begin_stop(cfg: &Service, st: &mut ServiceState, now: Instant, out: &mut Vec<Action>) {
     if st.job == Some(Pending::Start) {
         let r = if st.result == UnitResult::Timeout {
             JobResult::Timeout
@@ -453,24 +463,39 @@ fn begin_stop(cfg: &Service, st: &mut ServiceState, out: &mut Vec<Action>) {
         st.finish_job(r, out);
     }
     st.set(ActiveState::Deactivating, SubState::StopSigterm);
-    let all = cfg.kill_mode == crate::unit::KillMode::ControlGroup || st.main_pid.is_none();
-    out.push(Action::Signal {
-        signal: cfg.stop_signal as i32,
-        all,
-    });
-    out.push(Action::ArmTimer(cfg.stop_timeout));
-    out.push(Action::CheckEmpty);
+    match (cfg.kill_mode, st.main_pid) {
+        (KillMode::ControlGroup, _) => {
+            out.push(Action::Signal {
+                signal: cfg.stop_signal as i32,
+                all: true,
+            });
+            out.push(Action::ArmTimer(cfg.stop_timeout));
+            out.push(Action::CheckEmpty);
+        }
+        (KillMode::Process, Some(_)) => {
+            out.push(Action::Signal {
+                signal: cfg.stop_signal as i32,
+                all: false,
+            });
+            out.push(Action::ArmTimer(cfg.stop_timeout));
+        }
+        // kill-mode = process and no main process: nothing of ours to stop.
+        (KillMode::Process, None) => settle(cfg, st, now, out),
+    }
 }
 
-/// The main process is gone on its own: stop what is left of the unit, then settle.
-fn begin_cleanup(cfg: &Service, st: &mut ServiceState, out: &mut Vec<Action>) {
+/// The main process is gone on its own: stop what is left of the unit (with kill-mode =
+/// process, nothing: the rest may outlive it, as a delegated manager's services must), then
+/// settle.
+fn begin_cleanup(cfg: &Service, st: &mut ServiceState, now: Instant, out: &mut Vec<Action>) {
     if st.job == Some(Pending::Start) && st.result != UnitResult::Success {
         st.finish_job(JobResult::Failed, out);
     }
-    begin_stop(cfg, st, out);
+    begin_stop(cfg, st, now, out);
 }
 
-/// The cgroup is empty: decide between dead, failed and a restart.
+/// The unit's processes are gone (with kill-mode = process: its main process): decide between
+/// dead, failed and a restart. The executor removes the cgroup only if it is empty.
 fn settle(cfg: &Service, st: &mut ServiceState, now: Instant, out: &mut Vec<Action>) {
     out.push(Action::CancelTimer);
     out.push(Action::RemoveCgroup);

@@ -81,7 +81,7 @@ fn simple_start_and_stop() {
 
 #[test]
 fn stop_timeout_escalates_to_cgroup_kill() {
-    let cfg = service("stop-timeout = \"2s\"\nkill-mode = \"process\"\n");
+    let cfg = service("stop-timeout = \"2s\"\n");
     run(
         &cfg,
         &[
@@ -96,7 +96,7 @@ fn stop_timeout_escalates_to_cgroup_kill() {
                 2,
                 Stop,
                 "deactivating/stop-sigterm/success",
-                &[sig(false), arm(2), CheckEmpty],
+                &[sig(true), arm(2), CheckEmpty],
             ),
             (
                 2002,
@@ -107,6 +107,59 @@ fn stop_timeout_escalates_to_cgroup_kill() {
             (
                 2003,
                 CgroupEmpty,
+                "inactive/dead/success",
+                &[CancelTimer, RemoveCgroup, FinishJob(JobResult::Done)],
+            ),
+        ],
+    );
+}
+
+/// kill-mode = process (a delegated manager): only the main process is stopped, and when it
+/// dies on its own the rest of the unit is left alone.
+#[test]
+fn kill_mode_process_touches_only_the_main_process() {
+    let cfg = service(
+        "stop-timeout = \"2s\"\nkill-mode = \"process\"\nrestart = \"on-failure\"\nrestart-delay = \"1s\"\nrestart-delay-max = \"1s\"\n",
+    );
+    let kill_main = Action::Signal {
+        signal: 9,
+        all: false,
+    };
+    run(
+        &cfg,
+        &[
+            (0, Start, "activating/start/success", &[Spawn]),
+            (
+                1,
+                Spawned { pid: 7 },
+                "active/running/success",
+                &[FinishJob(JobResult::Done)],
+            ),
+            // The main process crashes: no signal to the rest, straight to the restart delay.
+            (
+                2,
+                MainExited(Exit::Signal(9)),
+                "activating/auto-restart/signal",
+                &[CancelTimer, RemoveCgroup, arm(1)],
+            ),
+            (1002, Timer, "activating/start/success", &[Spawn]),
+            (1003, Spawned { pid: 8 }, "active/running/success", &[]),
+            // A stop: the stop signal to the main process only, SIGKILL to it at the timeout.
+            (
+                1004,
+                Stop,
+                "deactivating/stop-sigterm/success",
+                &[sig(false), arm(2)],
+            ),
+            (
+                3004,
+                Timer,
+                "deactivating/stop-sigkill/success",
+                &[kill_main, arm(2)],
+            ),
+            (
+                3005,
+                MainExited(Exit::Signal(9)),
                 "inactive/dead/success",
                 &[CancelTimer, RemoveCgroup, FinishJob(JobResult::Done)],
             ),
