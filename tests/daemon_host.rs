@@ -201,3 +201,78 @@ fn tells_its_own_supervisor_when_ready_and_stopping() {
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
 }
+
+/// A crashed corrald's services keep running; the next corrald adopts them — same PIDs, no
+/// restart, no duplicate — and can still stop them; an adopted process's exit is seen.
+#[test]
+fn a_restarted_daemon_adopts_running_services() {
+    let units = [
+        (
+            "web.service.toml",
+            "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\nkill-mode = \"process\"\n"
+                .to_string(),
+        ),
+        (
+            "worker.service.toml",
+            "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\nrestart = \"on-failure\"\nrestart-delay = \"100ms\"\n"
+                .to_string(),
+        ),
+    ];
+    let Some(mut d) = daemon::Daemon::start("adopt", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let main_pid = |d: &daemon::Daemon, u: &str| -> Option<u32> {
+        let out = d.ctl(&["--json", "status", u]);
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        j[0]["MainPID"]
+            .as_u64()
+            .filter(|p| *p > 0)
+            .map(|p| p as u32)
+    };
+    wait_for("both units running", Duration::from_secs(10), || {
+        main_pid(&d, "web.service").is_some() && main_pid(&d, "worker.service").is_some()
+    });
+    let (web, worker) = (
+        main_pid(&d, "web.service").unwrap(),
+        main_pid(&d, "worker.service").unwrap(),
+    );
+
+    d.crash_and_restart();
+    assert!(
+        Path::new(&format!("/proc/{web}")).exists(),
+        "the crash took web with it"
+    );
+    wait_for("adoption", Duration::from_secs(10), || {
+        main_pid(&d, "web.service") == Some(web) && main_pid(&d, "worker.service") == Some(worker)
+    });
+    // No duplicate: one process in each cgroup.
+    for u in ["web.service", "worker.service"] {
+        let procs =
+            std::fs::read_to_string(d.root.0.join("system.slice").join(u).join("cgroup.procs"))
+                .unwrap();
+        assert_eq!(procs.lines().count(), 1, "{u}: {procs}");
+    }
+    // An adopted process's exit is seen (pidfd); its status is unknown, so on-failure restarts.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("worker restarted", Duration::from_secs(10), || {
+        main_pid(&d, "worker.service").is_some_and(|p| p != worker)
+    });
+    // Stop still works on an adopted unit.
+    let out = d.ctl(&["stop", "web.service"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("web gone", Duration::from_secs(5), || {
+        !Path::new(&format!("/proc/{web}")).exists()
+    });
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("adopted: still running as"), "{log}");
+}

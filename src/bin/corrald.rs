@@ -147,6 +147,12 @@ fn run(args: Args) -> anyhow::Result<Final> {
         let server = PrivateServer::bind(&socket, info, Access::for_mode(mode), handle)
             .with_context(|| format!("serving {}", socket.display()))?;
         tracing::info!("serving the API on {}", socket.display());
+        // Services still running from an earlier corrald (a crash, an upgrade) are adopted
+        // before anything starts: same PIDs, no restart, no duplicate.
+        let adopted = manager.adopt();
+        if !adopted.is_empty() {
+            tracing::info!("adopted {} running units", adopted.len());
+        }
         manager.start_autostart();
         // Our own supervisor (systemd with Type=notify, or a corral above us): ready once the
         // units are loaded and the API answers — the socket is bound and its accept loop runs.

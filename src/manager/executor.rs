@@ -57,8 +57,8 @@ pub struct Manager {
     pub(super) paths: Paths,
     pub(super) states: BTreeMap<UnitName, ServiceState>,
     /// Slices whose cgroup exists.
-    live_slices: BTreeSet<UnitName>,
-    pids: HashMap<u32, UnitName>,
+    pub(super) live_slices: BTreeSet<UnitName>,
+    pub(super) pids: HashMap<u32, UnitName>,
     /// Running `exec-stop` processes.
     control_pids: HashMap<u32, UnitName>,
     deadlines: BTreeMap<UnitName, Instant>,
@@ -81,7 +81,10 @@ pub struct Manager {
     /// The last `STATUS=` of each service.
     status_text: BTreeMap<UnitName, String>,
     /// When each unit last became active (wall clock, for `ActiveEnterTimestamp`).
-    active_enter: BTreeMap<UnitName, std::time::SystemTime>,
+    pub(super) active_enter: BTreeMap<UnitName, std::time::SystemTime>,
+    /// Exits of adopted main processes (not our children: seen through pidfds).
+    pub(super) adopted_exits: mpsc::UnboundedSender<u32>,
+    adopted_exits_rx: Option<mpsc::UnboundedReceiver<u32>>,
 }
 
 impl Manager {
@@ -100,6 +103,7 @@ impl Manager {
                     .map(|s| (u.name.clone(), ServiceState::new(s)))
             })
             .collect();
+        let (adopted_exits, adopted_exits_rx) = mpsc::unbounded_channel();
         Ok(Manager {
             units,
             tree,
@@ -122,6 +126,8 @@ impl Manager {
             notify_socket: NotifySocket::bind(&paths.runtime_dir.join("notify"))?,
             status_text: BTreeMap::new(),
             active_enter: BTreeMap::new(),
+            adopted_exits,
+            adopted_exits_rx: Some(adopted_exits_rx),
             paths,
         })
     }
@@ -278,6 +284,7 @@ impl Manager {
                 self.active_enter
                     .insert(name.clone(), std::time::SystemTime::now());
             }
+            self.save_state();
             let _ = self.notify.send(Notification::UnitStateChanged {
                 unit: name.clone(),
                 active_state: after.0,
@@ -434,12 +441,7 @@ impl Manager {
             tracing::warn!(unit = %name, "{w}");
         }
         let dir = self.tree.root().join(&rel);
-        if !self.tokens.values().any(|n| n == name) {
-            let token: cgroup::Token = self.next_token;
-            self.next_token += 1;
-            self.watcher.add(token, &dir).map_err(|e| e.to_string())?;
-            self.tokens.insert(token, name.clone());
-        }
+        self.watch(name)?;
         // delegate = true: the unit's cgroup belongs to its processes (a nested manager):
         // marked with trusted.delegate and given to the service's user; they start in its
         // init.scope, so the unit's cgroup itself stays free for child cgroups (the
@@ -458,6 +460,20 @@ impl Manager {
         let pid = child.pid.as_raw() as u32;
         self.pids.insert(pid, name.clone());
         Ok(pid)
+    }
+
+    /// Watches the unit's cgroup for emptiness and OOM kills (once).
+    pub(super) fn watch(&mut self, name: &UnitName) -> Result<(), String> {
+        if self.tokens.values().any(|n| n == name) {
+            return Ok(());
+        }
+        let unit = self.units.get(name).ok_or("no such unit")?;
+        let dir = self.tree.root().join(unit.cgroup_path());
+        let token: cgroup::Token = self.next_token;
+        self.next_token += 1;
+        self.watcher.add(token, &dir).map_err(|e| e.to_string())?;
+        self.tokens.insert(token, name.clone());
+        Ok(())
     }
 
     /// Prepares a delegated unit's cgroup; returns `<cgroup>/init.scope`, where its processes
@@ -598,6 +614,17 @@ impl Manager {
         self.event(&name, Event::MainExited(exit));
     }
 
+    /// An adopted main process exited; not our child, so its status is unknown.
+    fn on_adopted_exit(&mut self, pid: u32) {
+        self.on_cgroup_events();
+        let Some(name) = self.pids.remove(&pid) else {
+            return;
+        };
+        if self.states.get(&name).and_then(|s| s.main_pid) == Some(pid) {
+            self.event(&name, Event::MainExited(Exit::Unknown));
+        }
+    }
+
     fn on_cgroup_events(&mut self) {
         let events = match self.watcher.read_events() {
             Ok(e) => e,
@@ -643,6 +670,10 @@ impl Manager {
         let notify_fd = readable(self.notify_socket.fd()?)?;
         tokio::pin!(shutdown);
         let mut stopping = None;
+        let mut adopted_exits = self
+            .adopted_exits_rx
+            .take()
+            .ok_or_else(|| std::io::Error::other("the manager runs once"))?;
         loop {
             if stopping.is_none()
                 && let Some(how) = self.shutdown
@@ -674,6 +705,7 @@ impl Manager {
                 }
                 _ = sleep_until(deadline) => self.fire_timers(),
                 Some(req) = requests.recv() => self.handle(req),
+                Some(pid) = adopted_exits.recv() => self.on_adopted_exit(pid),
                 r = notify_fd.readable() => {
                     let mut g = r?;
                     g.clear_ready();
@@ -967,7 +999,7 @@ impl Manager {
     }
 
     /// A cgroup path as D-Bus shows it: relative to the cgroup2 mount, from `/`.
-    fn control_group(&self, rel: &std::path::Path) -> String {
+    pub(super) fn control_group(&self, rel: &std::path::Path) -> String {
         let full = self.tree.root().join(rel);
         let under_mount = full
             .strip_prefix(&self.paths.cgroup_mount)

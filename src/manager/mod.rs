@@ -2,6 +2,7 @@
 //! [`state`]; the executor that performs its actions lives beside it.
 
 pub mod admin;
+pub mod adopt;
 pub mod control;
 pub mod executor;
 pub mod logs;

@@ -68,26 +68,28 @@ impl Daemon {
         for (file, text) in units {
             std::fs::write(unit_dir.join(file), text).expect("unit file");
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_corrald"))
-            .arg("--cgroup-root")
-            .arg(&root.0)
-            .arg("--unit-path")
-            .arg(&unit_dir)
-            .arg("--runtime-dir")
-            .arg(dir.path().join("run"))
-            .arg("--log-dir")
-            .arg(dir.path().join("log"))
-            .arg("--no-bus")
-            .envs(env.iter().map(|(k, v)| (*k, *v)))
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting corrald");
+        let child = spawn_corrald(&root.0, dir.path(), env);
         let d = Daemon { child, root, dir };
         let sock = d.socket();
         wait_for("the private socket", Duration::from_secs(10), || {
             sock.exists()
         });
         Some(d)
+    }
+
+    /// SIGKILLs corrald (a crash: its services stay) and starts it again on the same tree
+    /// and directories; returns once the new one serves its socket.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let sock = self.socket();
+        let _ = std::fs::remove_file(&sock);
+        self.child = spawn_corrald(&self.root.0, self.dir.path(), &[]);
+        wait_for(
+            "the restarted daemon's socket",
+            Duration::from_secs(10),
+            || sock.exists(),
+        );
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -129,6 +131,23 @@ impl Daemon {
         }
         (status, log)
     }
+}
+
+fn spawn_corrald(root: &Path, dir: &Path, env: &[(&str, &Path)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_corrald"))
+        .arg("--cgroup-root")
+        .arg(root)
+        .arg("--unit-path")
+        .arg(dir.join("units"))
+        .arg("--runtime-dir")
+        .arg(dir.join("run"))
+        .arg("--log-dir")
+        .arg(dir.join("log"))
+        .arg("--no-bus")
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting corrald")
 }
 
 impl Drop for Daemon {

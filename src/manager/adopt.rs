@@ -1,0 +1,169 @@
+//! Surviving a restart of the daemon (DESIGN §1): the manager keeps `RUNTIME/state` — each
+//! running service's main PID and counters — and a daemon that starts and finds services of
+//! its units still running in its tree adopts them: same PIDs, no restart.
+//!
+//! After a crash the services are no longer our children (they were reparented to whoever
+//! reaps above us), so their exit can't be reaped: each adopted main process is watched with a
+//! pidfd, and its exit status can't be known — it counts as a failure for `restart =
+//! "on-failure"`, as the design says. A unit whose main process is gone but whose cgroup still
+//! has processes is adopted without one (the cgroup's emptying is still seen).
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::executor::Manager;
+use super::state::{ActiveState, SubState};
+use crate::unit::UnitName;
+
+/// What is remembered of one running service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    pub main_pid: Option<u32>,
+    pub n_restarts: u32,
+    /// Microseconds since the epoch.
+    pub active_enter: u64,
+}
+
+/// The state file's content: unit name → what to remember.
+pub type SavedState = BTreeMap<String, Saved>;
+
+impl Manager {
+    /// The state file's path.
+    fn state_path(&self) -> std::path::PathBuf {
+        self.paths.runtime_dir.join("state")
+    }
+
+    /// Writes `RUNTIME/state` (after any change of a service's main process or state).
+    pub(super) fn save_state(&self) {
+        let saved: SavedState = self
+            .states
+            .iter()
+            .filter(|(_, s)| !matches!(s.active, ActiveState::Inactive | ActiveState::Failed))
+            .map(|(n, s)| {
+                let active_enter = self
+                    .active_enter
+                    .get(n)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_micros() as u64);
+                (
+                    n.to_string(),
+                    Saved {
+                        main_pid: s.main_pid,
+                        n_restarts: s.n_restarts,
+                        active_enter,
+                    },
+                )
+            })
+            .collect();
+        let text = serde_json::to_string(&saved).unwrap_or_default();
+        if let Err(e) = super::admin::write_file(&self.state_path(), &text) {
+            tracing::warn!("saving {}: {e}", self.state_path().display());
+        }
+    }
+
+    /// Adopts every service of ours still running in our tree. Returns the adopted units.
+    pub fn adopt(&mut self) -> Vec<UnitName> {
+        let saved: SavedState = std::fs::read_to_string(self.state_path())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let names: Vec<UnitName> = self.states.keys().cloned().collect();
+        let mut adopted = Vec::new();
+        for name in names {
+            let Some(cg) = self.live_cgroup(&name) else {
+                continue;
+            };
+            let procs = cg.procs().unwrap_or_default();
+            // A delegated unit's processes live below it; populated covers the subtree.
+            if procs.is_empty() && !cg.is_populated().unwrap_or(false) {
+                continue;
+            }
+            let remembered = saved.get(name.as_str()).cloned().unwrap_or_default();
+            let main = remembered
+                .main_pid
+                .filter(|p| procs.contains(p) || self.in_subtree_of(&name, *p));
+            if let Err(e) = self.watch(&name) {
+                tracing::warn!(unit = %name, "watching the adopted cgroup: {e}");
+            }
+            if let Some(pid) = main {
+                match crate::process::pidfd_open(nix::unistd::Pid::from_raw(pid as i32)) {
+                    Ok(fd) => {
+                        self.pids.insert(pid, name.clone());
+                        self.watch_pidfd(pid, fd);
+                    }
+                    Err(e) => tracing::warn!(unit = %name, "pidfd of {pid}: {e}"),
+                }
+            }
+            if let Some(st) = self.states.get_mut(&name) {
+                st.adopt(main, remembered.n_restarts);
+            }
+            let since =
+                std::time::UNIX_EPOCH + std::time::Duration::from_micros(remembered.active_enter);
+            self.active_enter.insert(name.clone(), since);
+            // Its slices exist, with it in them.
+            let mut cur = self.units.get(&name).and_then(|u| u.slice());
+            while let Some(s) = cur {
+                cur = s.parent_slice();
+                self.live_slices.insert(s);
+            }
+            tracing::info!(
+                unit = %name,
+                "adopted: still running{}",
+                main.map_or_else(|| " (main process unknown)".to_string(), |p| format!(" as {p}"))
+            );
+            adopted.push(name);
+        }
+        self.save_state();
+        adopted
+    }
+
+    /// Whether `pid` is in the unit's cgroup or below it (a delegated unit's main process
+    /// lives in its init.scope).
+    fn in_subtree_of(&self, name: &UnitName, pid: u32) -> bool {
+        let Some(unit) = self.units.get(name) else {
+            return false;
+        };
+        let ours = self.control_group(&unit.cgroup_path());
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            })
+            .is_some_and(|theirs| theirs == ours || theirs.starts_with(&format!("{ours}/")))
+    }
+
+    /// A task that reports when an adopted (not our child) process exits.
+    fn watch_pidfd(&self, pid: u32, fd: OwnedFd) {
+        let tx: mpsc::UnboundedSender<u32> = self.adopted_exits.clone();
+        tokio::spawn(async move {
+            // SAFETY: the AsyncFd owns the pidfd for its whole life.
+            let afd = match unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            } {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("watching pid {pid}: {}", std::io::Error::from(e));
+                    return;
+                }
+            };
+            // A pidfd polls readable once its process has exited.
+            let _ = afd.readable().await;
+            let _ = tx.send(pid);
+        });
+    }
+}
+
+impl super::state::ServiceState {
+    /// The state of a service found running at start: active, with that main process.
+    pub fn adopt(&mut self, main_pid: Option<u32>, n_restarts: u32) {
+        self.active = ActiveState::Active;
+        self.sub = SubState::Running;
+        self.main_pid = main_pid;
+        self.n_restarts = n_restarts;
+        self.active_since = Some(std::time::Instant::now());
+    }
+}
