@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use corral::ctl::client::{Client, socket_path};
 use corral::ctl::views::{self, Status};
-use corral::ctl::{Cli, Command, verify};
+use corral::ctl::{Cli, Command, generate, top, tree, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,6 +29,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         });
     }
+    match &cli.command {
+        Command::Completions { shell } => {
+            generate::emit(&mut std::io::stdout(), &generate::completions(*shell))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir: None } => {
+            generate::emit(&mut std::io::stdout(), &generate::man_page()?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir: Some(dir) } => {
+            for file in generate::man_pages_to(dir)
+                .with_context(|| format!("writing man pages to {}", dir.display()))?
+            {
+                println!("{}", file.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -41,7 +60,17 @@ async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = socket_path(cli.address.as_deref())?;
     let client = Client::connect(path).await?;
     match cli.command {
-        Command::Verify { .. } => unreachable!("handled offline"),
+        Command::Verify { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled offline")
+        }
+        Command::Tree { name } => {
+            print!("{}", tree::show(&client, name.as_deref()).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Top { delay, iterations } => {
+            top::run(&client, delay, iterations, &mut std::io::stdout().lock()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List => {
             let rows = client.list_units().await?;
             if cli.json {

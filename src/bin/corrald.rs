@@ -43,12 +43,14 @@ struct Args {
     /// Replace the unit search path (repeatable; first wins).
     #[arg(long = "unit-path", value_name = "DIR")]
     unit_path: Vec<PathBuf>,
-    /// Where the private socket and state live.
-    #[arg(long, value_name = "DIR", default_value = "/run/corral")]
-    runtime_dir: PathBuf,
-    /// Where service logs go.
-    #[arg(long, value_name = "DIR", default_value = "/var/log/corral")]
-    log_dir: PathBuf,
+    /// Where the private socket and state live (default /run/corral; with --user
+    /// $XDG_RUNTIME_DIR/corral).
+    #[arg(long, value_name = "DIR")]
+    runtime_dir: Option<PathBuf>,
+    /// Where service logs go (default /var/log/corral; with --user
+    /// $XDG_STATE_HOME/corral/log).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
     /// Serve only the private socket, never the bus.
     #[arg(long)]
     no_bus: bool,
@@ -94,6 +96,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where things live (DESIGN §1): the system paths, or the XDG ones with `--user`; the
+/// flags override either.
+struct Layout {
+    search: SearchPath,
+    runtime_dir: PathBuf,
+    log_dir: PathBuf,
+}
+
+impl Layout {
+    fn new(args: &Args) -> anyhow::Result<Layout> {
+        let (search, runtime, log) = if args.user {
+            let env = |k: &str| std::env::var(k).ok();
+            let uid = nix::unistd::getuid().as_raw();
+            let home = env("HOME")
+                .map(PathBuf::from)
+                .context("--user needs $HOME")?;
+            let xdg = |var: &str, default: PathBuf| {
+                env(var)
+                    .filter(|v| v.starts_with('/'))
+                    .map_or(default, PathBuf::from)
+            };
+            let runtime = xdg("XDG_RUNTIME_DIR", PathBuf::from(format!("/run/user/{uid}")));
+            let state = xdg("XDG_STATE_HOME", home.join(".local/state"));
+            (
+                SearchPath::user(env, &home, uid),
+                runtime.join("corral"),
+                state.join("corral/log"),
+            )
+        } else {
+            (
+                SearchPath::system(),
+                PathBuf::from("/run/corral"),
+                PathBuf::from("/var/log/corral"),
+            )
+        };
+        Ok(Layout {
+            search,
+            runtime_dir: args.runtime_dir.clone().unwrap_or(runtime),
+            log_dir: args.log_dir.clone().unwrap_or(log),
+        })
+    }
+}
+
 /// Runs until SIGTERM (power off) or SIGINT (reboot) and every unit is down.
 fn run(args: Args) -> anyhow::Result<Final> {
     // Before any thread exists: SIGCHLD is read from a signalfd, so it must be blocked
@@ -108,14 +153,14 @@ fn run(args: Args) -> anyhow::Result<Final> {
         .context("moving corrald into init.scope")?;
     tracing::info!("managing cgroup tree {}", root.path.display());
 
-    let search = if args.unit_path.is_empty() {
-        SearchPath::system()
-    } else {
+    let layout = Layout::new(&args)?;
+    let mut search = if !args.unit_path.is_empty() {
         SearchPath(args.unit_path.clone())
+    } else {
+        layout.search
     };
     // Transient units and runtime drop-ins live in RUNTIME/units (DESIGN §1).
-    let mut search = search;
-    let runtime_units = args.runtime_dir.join("units");
+    let runtime_units = layout.runtime_dir.join("units");
     if !search.0.contains(&runtime_units) {
         let at = search.0.len().min(1);
         search.0.insert(at, runtime_units);
@@ -127,13 +172,13 @@ fn run(args: Args) -> anyhow::Result<Final> {
     }
     let host = HostInfo::detect()?;
     let paths = Paths {
-        log_dir: args.log_dir.clone(),
+        log_dir: layout.log_dir.clone(),
         cgroup_mount: request.mount.clone(),
-        runtime_dir: args.runtime_dir.clone(),
+        runtime_dir: layout.runtime_dir.clone(),
         unit_dirs: search.0.clone(),
     };
     let mode = if args.user { Mode::User } else { Mode::System };
-    let socket = args.runtime_dir.join("private");
+    let socket = layout.runtime_dir.join("private");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

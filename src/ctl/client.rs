@@ -187,3 +187,40 @@ impl Client {
 
 /// How long a client waits for the daemon to answer at all.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A unit as `ListUnits` names it, with a proxy for its object.
+pub struct UnitObject {
+    pub row: UnitRow,
+    pub proxy: Proxy<'static>,
+}
+
+impl Client {
+    /// Every unit with a proxy that never caches: each property read asks the daemon again, so
+    /// the usage figures are fresh every time (`top` reads them again and again). One
+    /// `ListUnits` call; no `GetUnit` per unit.
+    pub async fn unit_objects(&self) -> Result<Vec<UnitObject>, ClientError> {
+        let rows: Vec<(String, String, String, String, String, OwnedObjectPath)> =
+            self.manager().await?.call("ListUnits", &()).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (name, description, load_state, active_state, sub_state, path) in rows {
+            let proxy = zbus::proxy::Builder::new(&self.conn)
+                .destination(BUS_NAME)?
+                .path(path)?
+                .interface(UNIT_INTERFACE)?
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await?;
+            out.push(UnitObject {
+                row: UnitRow {
+                    name,
+                    description,
+                    load_state,
+                    active_state,
+                    sub_state,
+                },
+                proxy,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -2,6 +2,9 @@
 //! that shell completions and the man page are generated from the same source the binary parses.
 
 pub mod client;
+pub mod generate;
+pub mod top;
+pub mod tree;
 pub mod verify;
 pub mod views;
 
@@ -106,6 +109,33 @@ pub enum Command {
         /// Unit files (`NAME.KIND.toml`); drop-ins in `NAME.KIND.d/` beside them are merged.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Show the slice tree: units with their state, and their processes (like systemd-cgls).
+    Tree {
+        /// Show only this unit and what lies below it.
+        #[arg(allow_hyphen_values = true)]
+        name: Option<String>,
+    },
+    /// Show units ordered by CPU use, refreshed (like systemd-cgtop).
+    Top {
+        /// Time between refreshes: seconds (0.5) or a duration (500ms).
+        #[arg(long, short = 'd', value_name = "TIME", default_value = "1", value_parser = top::parse_delay)]
+        delay: std::time::Duration,
+        /// Stop after this many refreshes (default: until interrupted).
+        #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        iterations: Option<u32>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page corralctl(1) as roff (for packagers).
+    #[command(hide = true)]
+    Man {
+        /// Write corralctl.1 and a corralctl-COMMAND.1 page per command into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 

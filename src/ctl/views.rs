@@ -13,11 +13,12 @@ pub fn list_table(rows: &[UnitRow]) -> String {
         "UNIT", "LOAD", "ACTIVE", "SUB", "DESCRIPTION"
     );
     for r in rows {
-        let _ = writeln!(
-            out,
+        let line = format!(
             "{:<w$}  {:<9} {:<12} {:<12} {}",
             r.name, r.load_state, r.active_state, r.sub_state, r.description
         );
+        // No trailing blanks when the description is empty.
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     let _ = writeln!(out, "\n{} units listed.", rows.len());
     out
@@ -137,62 +138,58 @@ pub fn status_block(s: &Status) -> String {
     if s.freezer_state == "frozen" {
         let _ = writeln!(out, "     Frozen: yes");
     }
-    let limit = |k: &str| s.limits.get(k).map(|v| format!("{k} {v}"));
-    let with = |figure: String, keys: &[&str]| {
-        let ls: Vec<String> = keys.iter().filter_map(|k| limit(k)).collect();
-        if ls.is_empty() {
-            figure
-        } else {
-            format!("{figure} ({})", ls.join(", "))
-        }
+    // A usage line shows the figure beside the limits on it. It is left out when there is
+    // neither (no cgroup, or the controller is not enabled, and no limit); a limit whose figure
+    // the kernel can't give shows "-" for the figure, so configured limits are always seen.
+    let usage = |out: &mut String, label: &str, figure: Option<String>, keys: &[&str]| {
+        let ls: Vec<String> = keys
+            .iter()
+            .filter_map(|k| s.limits.get(*k).map(|v| format!("{k} {v}")))
+            .collect();
+        let line = match (figure, ls.is_empty()) {
+            (None, true) => return,
+            (Some(f), true) => f,
+            (f, false) => format!("{} ({})", f.as_deref().unwrap_or("-"), ls.join(", ")),
+        };
+        let _ = writeln!(out, "{label:>11}: {line}");
     };
-    if s.tasks_current != UNKNOWN {
-        let _ = writeln!(
-            out,
-            "      Tasks: {}",
-            with(s.tasks_current.to_string(), &["pids-max"])
-        );
-    }
-    if s.memory_current != UNKNOWN {
-        let mut figure = human_bytes(s.memory_current);
-        if s.memory_peak != UNKNOWN {
-            figure.push_str(&format!(", peak {}", human_bytes(s.memory_peak)));
-        }
-        let _ = writeln!(
-            out,
-            "     Memory: {}",
-            with(
-                figure,
-                &[
-                    "memory-max",
-                    "memory-high",
-                    "memory-low",
-                    "memory-min",
-                    "memory-swap-max"
-                ]
-            )
-        );
-    }
-    if s.cpu_usage_nsec != UNKNOWN {
-        let figure = format!("{:.3}s", s.cpu_usage_nsec as f64 / 1e9);
-        let _ = writeln!(
-            out,
-            "        CPU: {}",
-            with(figure, &["cpu-max", "cpu-weight", "cpuset-cpus"])
-        );
-    }
-    if s.io_read_bytes != UNKNOWN {
-        let figure = format!(
+    let known = |v: u64| (v != UNKNOWN).then_some(v);
+    usage(
+        &mut out,
+        "Tasks",
+        known(s.tasks_current).map(|t| t.to_string()),
+        &["pids-max"],
+    );
+    let memory = known(s.memory_current).map(|m| match known(s.memory_peak) {
+        Some(p) => format!("{}, peak {}", human_bytes(m), human_bytes(p)),
+        None => human_bytes(m),
+    });
+    usage(
+        &mut out,
+        "Memory",
+        memory,
+        &[
+            "memory-max",
+            "memory-high",
+            "memory-low",
+            "memory-min",
+            "memory-swap-max",
+        ],
+    );
+    usage(
+        &mut out,
+        "CPU",
+        known(s.cpu_usage_nsec).map(|c| format!("{:.3}s", c as f64 / 1e9)),
+        &["cpu-max", "cpu-weight", "cpuset-cpus"],
+    );
+    let io = known(s.io_read_bytes).map(|r| {
+        format!(
             "{} read, {} written",
-            human_bytes(s.io_read_bytes),
-            human_bytes(s.io_write_bytes)
-        );
-        let _ = writeln!(
-            out,
-            "         IO: {}",
-            with(figure, &["io-max", "io-weight"])
-        );
-    }
+            human_bytes(r),
+            known(s.io_write_bytes).map_or("-".into(), human_bytes)
+        )
+    });
+    usage(&mut out, "IO", io, &["io-max", "io-weight"]);
     if s.oom_kills != UNKNOWN && s.oom_kills > 0 {
         let _ = writeln!(out, "  OOM kills: {}", s.oom_kills);
     }
@@ -210,8 +207,13 @@ pub fn status_block(s: &Status) -> String {
     }
     if !s.control_group.is_empty() {
         let _ = writeln!(out, "     CGroup: {}", s.control_group);
-        for (pid, cmd) in &s.processes {
-            let _ = writeln!(out, "             └─{pid} {cmd}");
+        for (i, (pid, cmd)) in s.processes.iter().enumerate() {
+            let branch = if i + 1 == s.processes.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            let _ = writeln!(out, "             {branch}{pid} {cmd}");
         }
     }
     if !s.log.is_empty() {
@@ -221,4 +223,52 @@ pub fn status_block(s: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_is_shown_even_when_its_usage_figure_is_unknown() {
+        let mut s = Status {
+            name: "web.service".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            result: "success".into(),
+            memory_current: UNKNOWN,
+            memory_peak: UNKNOWN,
+            tasks_current: 3,
+            cpu_usage_nsec: 1_500_000_000,
+            io_read_bytes: UNKNOWN,
+            io_write_bytes: UNKNOWN,
+            oom_kills: UNKNOWN,
+            processes: vec![(10, "a".into()), (11, "b".into())],
+            control_group: "/system.slice/web.service".into(),
+            ..Status::default()
+        };
+        s.limits.insert("memory-max".into(), "512M".into());
+        let text = status_block(&s);
+        assert!(
+            text.contains("\n     Memory: - (memory-max 512M)\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n      Tasks: 3\n"), "{text}");
+        assert!(text.contains("\n        CPU: 1.500s\n"), "{text}");
+        assert!(!text.contains("IO:"), "{text}");
+        assert!(text.contains("├─10 a\n             └─11 b\n"), "{text}");
+    }
+
+    #[test]
+    fn list_lines_have_no_trailing_blanks() {
+        let rows = [UnitRow {
+            name: "-.slice".into(),
+            description: String::new(),
+            load_state: "loaded".into(),
+            active_state: "active".into(),
+            sub_state: "active".into(),
+        }];
+        let text = list_table(&rows);
+        assert!(text.lines().all(|l| l == l.trim_end()), "{text:?}");
+    }
 }
