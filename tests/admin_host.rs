@@ -143,3 +143,61 @@ async fn transient_units_enable_files_and_reload() {
     let (st, log) = d.stop();
     assert!(st.success(), "{log}");
 }
+
+#[test]
+fn corralctl_run_cat_enable_reload() {
+    let units = [(
+        "web.service.toml",
+        "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
+    )];
+    let Some(d) = Daemon::start("run", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    // run: a transient unit from a command line; --wait returns its exit status.
+    let out = d.ctl(&[
+        "run",
+        "--name",
+        "once.service",
+        "-p",
+        "pids-max=10",
+        "--wait",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let out = d.ctl(&["run", "--name", "bg.service", "--", "/bin/sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Running as unit: bg.service"));
+    assert!(text(&d.ctl(&["status", "bg.service"]).stdout).contains("active (running)"));
+    let cat = text(&d.ctl(&["cat", "once.service"]).stdout);
+    assert!(
+        cat.contains("pids-max = \"10\"") && cat.contains("/once.service.toml"),
+        "{cat}"
+    );
+    // enable / disable, shown by cat.
+    assert!(d.ctl(&["enable", "web.service"]).status.success());
+    assert!(text(&d.ctl(&["cat", "web.service"]).stdout).contains("autostart = true"));
+    assert!(d.ctl(&["disable", "web.service"]).status.success());
+    assert!(!text(&d.ctl(&["cat", "web.service"]).stdout).contains("autostart"));
+    // reload reports errors and exits non-zero on them.
+    std::fs::write(
+        d.out_dir().join("units/bad.service.toml"),
+        "[service]\nexec = 1\n",
+    )
+    .unwrap();
+    let out = d.ctl(&["reload"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("bad.service.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Not PID 1: poweroff is refused with the reason.
+    let out = d.ctl(&["poweroff"]);
+    assert!(text(&out.stderr).contains("PID 1"), "{}", text(&out.stderr));
+    let (st, log) = d.stop();
+    assert!(st.success(), "{log}");
+}

@@ -85,7 +85,7 @@ fn the_man_page_has_name_synopsis_and_every_command() {
     for verb in verbs() {
         // roff escapes the dash: `corralctl\-status(1)`.
         assert!(
-            page.contains(&format!("corralctl\\-{verb}(1)")),
+            page.contains(&format!("corralctl\\-{}(1)", verb.replace('-', "\\-"))),
             "the man page lacks {verb}"
         );
     }

@@ -143,6 +143,77 @@ async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run {
+            name,
+            slice,
+            properties,
+            ns,
+            wait,
+            command,
+        } => {
+            let name = name.unwrap_or_else(|| format!("run-{}.service", std::process::id()));
+            let toml = transient_toml(slice.as_deref(), &properties, &ns, &command)?;
+            let result = client.transient(&name, &toml, wait).await?;
+            match result {
+                Some(code) => {
+                    eprintln!("{name} exited: {code}");
+                    Ok(if code == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(u8::try_from(code.clamp(1, 255)).unwrap_or(1))
+                    })
+                }
+                None => {
+                    println!("Running as unit: {name}");
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Cat { name } => {
+            for (path, text) in client.unit_files(&name).await? {
+                println!("# {path}");
+                print!("{text}");
+                if !text.ends_with('\n') {
+                    println!();
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reload => {
+            let errors = client.reload().await?;
+            for (file, err) in &errors {
+                eprintln!("{file}: {err}");
+            }
+            Ok(if errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Enable { name } => {
+            client
+                .call_unit_method("EnableUnit", &(name.as_str(),))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Disable { name } => {
+            client
+                .call_unit_method("DisableUnit", &(name.as_str(),))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Poweroff => {
+            client.call_unit_method("PowerOff", &()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reboot => {
+            client.call_unit_method("Reboot", &()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DaemonReexec => {
+            client.call_unit_method("Reexec", &()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Start { names, no_block } => job(&client, "StartUnit", &names, no_block).await,
         Command::Stop { names, no_block } => job(&client, "StopUnit", &names, no_block).await,
         Command::Restart { names, no_block } => job(&client, "RestartUnit", &names, no_block).await,
@@ -236,4 +307,50 @@ fn parse_signal(s: &str) -> anyhow::Result<i32> {
     nix::sys::signal::Signal::from_str(&name)
         .map(|s| s as i32)
         .map_err(|_| anyhow::anyhow!("{s:?} is not a signal name"))
+}
+
+/// The TOML of a `corralctl run` unit. A program without `/` is looked up in `$PATH` here,
+/// since units take absolute paths.
+fn transient_toml(
+    slice: Option<&str>,
+    properties: &[String],
+    ns: &[String],
+    command: &[String],
+) -> anyhow::Result<String> {
+    let mut argv = command.to_vec();
+    if let Some(prog) = argv.first_mut()
+        && !prog.contains('/')
+    {
+        let found = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|d| d.join(&*prog))
+            .find(|p| p.is_file())
+            .ok_or_else(|| anyhow::anyhow!("{prog}: not found in $PATH"))?;
+        *prog = found.display().to_string();
+    }
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut t = String::from("[unit]\n");
+    if let Some(s) = slice {
+        t.push_str(&format!("slice = {}\n", quote(s)));
+    }
+    t.push_str("[service]\nexec = [");
+    t.push_str(&argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", "));
+    t.push_str("]\n");
+    if !properties.is_empty() {
+        t.push_str("[resources]\n");
+        for kv in properties {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("{kv:?} is not KEY=VALUE"))?;
+            t.push_str(&format!("{k} = {}\n", quote(v)));
+        }
+    }
+    if !ns.is_empty() {
+        t.push_str("[namespaces]\n");
+        for kind in ns {
+            t.push_str(&format!("{kind} = true\n"));
+        }
+    }
+    Ok(t)
 }

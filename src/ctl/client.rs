@@ -88,7 +88,14 @@ impl Client {
 
     pub async fn unit(&self, name: &str) -> Result<Proxy<'static>, ClientError> {
         let path: OwnedObjectPath = self.manager().await?.call("GetUnit", &(name,)).await?;
-        Ok(Proxy::new(&self.conn, BUS_NAME, path, UNIT_INTERFACE).await?)
+        // No property cache: every read is the daemon's answer now.
+        Ok(zbus::proxy::Builder::new(&self.conn)
+            .destination(BUS_NAME)?
+            .path(path)?
+            .interface(UNIT_INTERFACE)?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?)
     }
 
     pub async fn list_units(&self) -> Result<Vec<UnitRow>, ClientError> {
@@ -161,6 +168,53 @@ impl Client {
             let _: () = manager.call("SetUnitLimits", &(unit, map, runtime)).await?;
             Ok(Vec::new())
         }
+    }
+
+    /// `StartTransientUnit`; waits for the start job, and with `wait` until the unit is no
+    /// longer active, returning its `ExitStatus`.
+    pub async fn transient(
+        &self,
+        name: &str,
+        toml: &str,
+        wait: bool,
+    ) -> Result<Option<i32>, ClientError> {
+        let manager = self.manager().await?;
+        let mut removed = manager.receive_signal("JobRemoved").await?;
+        let mut changed = manager.receive_signal("UnitStateChanged").await?;
+        let id: u32 = manager.call("StartTransientUnit", &(name, toml)).await?;
+        while let Some(msg) = removed.next().await {
+            let (job, _unit, result): (u32, String, String) = msg.body().deserialize()?;
+            if job == id {
+                if result != "done" {
+                    return Err(ClientError::Call(format!(
+                        "{name} did not start: {result}. See \"corralctl status {name}\"."
+                    )));
+                }
+                break;
+            }
+        }
+        if !wait {
+            return Ok(None);
+        }
+        let unit = self.unit(name).await?;
+        loop {
+            let state: String = self.property(&unit, "ActiveState").await?;
+            if state == "inactive" || state == "failed" {
+                return Ok(Some(self.property(&unit, "ExitStatus").await?));
+            }
+            // Woken by the next state change of any unit; re-read ours.
+            if changed.next().await.is_none() {
+                return Err(ClientError::Call("the daemon closed the connection".into()));
+            }
+        }
+    }
+
+    pub async fn unit_files(&self, unit: &str) -> Result<Vec<(String, String)>, ClientError> {
+        Ok(self.manager().await?.call("GetUnitFiles", &(unit,)).await?)
+    }
+
+    pub async fn reload(&self) -> Result<Vec<(String, String)>, ClientError> {
+        Ok(self.manager().await?.call("Reload", &()).await?)
     }
 
     pub async fn log(&self, unit: &str, lines: u32) -> Result<Vec<String>, ClientError> {

@@ -94,6 +94,50 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: u32,
     },
+    /// Start a command as a transient service (a unit that exists until reboot).
+    Run {
+        /// The unit's name (default: run-PID.service).
+        #[arg(long)]
+        name: Option<String>,
+        /// The slice to run it in.
+        #[arg(long)]
+        slice: Option<String>,
+        /// A [resources] limit, KEY=VALUE (repeatable).
+        #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
+        properties: Vec<String>,
+        /// Fresh namespaces: any of pid,net,mount,uts,ipc,user,cgroup,time.
+        #[arg(long, value_delimiter = ',')]
+        ns: Vec<String>,
+        /// Wait until the service has exited, and exit with its status.
+        #[arg(long)]
+        wait: bool,
+        /// The command and its arguments (the program as an absolute path or found in $PATH).
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Print a unit's file and drop-ins, in merge order.
+    Cat {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Re-read unit files; print every error; running units get changed limits.
+    Reload,
+    /// Start a unit at boot (writes its autostart drop-in).
+    Enable {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Stop starting a unit at boot.
+    Disable {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Stop every unit and power the machine off (corrald as PID 1).
+    Poweroff,
+    /// Stop every unit and reboot (corrald as PID 1).
+    Reboot,
+    /// Re-execute the daemon in place (not available yet: the daemon says so).
+    DaemonReexec,
     /// Stop then start units.
     Restart {
         #[arg(required = true)]
