@@ -288,6 +288,7 @@ async fn status(client: &Client, name: &str) -> anyhow::Result<Status> {
         io_write_bytes: client.property(&unit, "IOWriteBytes").await?,
         oom_kills: client.property(&unit, "OOMKills").await?,
         freezer_state: client.property(&unit, "FreezerState").await?,
+        active_enter_timestamp: client.property(&unit, "ActiveEnterTimestamp").await?,
         processes: client.processes(&unit).await?,
         log: client.log(name, 5).await?,
     })

@@ -89,7 +89,7 @@ mod tests {
             let name = sub.get_name();
             assert!(bash.contains(name), "{name} missing from the bash script");
             assert!(
-                man.contains(&format!("corralctl\\-{name}")),
+                man.contains(&format!("corralctl\\-{}", name.replace('-', "\\-"))),
                 "{name} not in man"
             );
         }

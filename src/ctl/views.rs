@@ -74,6 +74,8 @@ pub struct Status {
     #[serde(rename = "OOMKills")]
     pub oom_kills: u64,
     pub freezer_state: String,
+    /// Microseconds since the epoch; 0 if never active.
+    pub active_enter_timestamp: u64,
     /// (pid, command line) — not a D-Bus property: from `GetProcesses`.
     pub processes: Vec<(u32, String)>,
     /// The last log lines — from `GetUnitLog`.
@@ -122,7 +124,19 @@ pub fn status_block(s: &Status) -> String {
     if !s.load_error.is_empty() {
         let _ = writeln!(out, "      Error: {}", s.load_error);
     }
-    let _ = writeln!(out, "     Active: {} ({})", s.active_state, s.sub_state);
+    let since = if s.active_enter_timestamp > 0 && s.active_state == "active" {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(s.active_enter_timestamp);
+        format!(" since {} UTC", humantime::format_rfc3339_seconds(t))
+            .replace('T', " ")
+            .replace("Z UTC", " UTC")
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "     Active: {} ({}){since}",
+        s.active_state, s.sub_state
+    );
     if s.result != "success" {
         let _ = writeln!(out, "     Result: {} (status {})", s.result, s.exit_status);
     }
