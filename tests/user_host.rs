@@ -115,6 +115,26 @@ fn user_mode_as_an_unprivileged_user() {
     let procs =
         std::fs::read_to_string(root.0.join("system.slice/hello.service/cgroup.procs")).unwrap();
     assert_eq!(procs.lines().count(), 1, "{procs}");
+    // corralctl --user finds the user's socket through $XDG_RUNTIME_DIR.
+    let out = Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_corralctl"))
+        .args(["--user", "list"])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello.service"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The user may change state on its own manager.
     let out = ctl(&["stop", "hello.service"]);
     assert!(

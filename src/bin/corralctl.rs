@@ -57,7 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Every verb that talks to the daemon.
 async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
-    let path = socket_path(cli.address.as_deref())?;
+    let path = socket_path(cli.address.as_deref(), cli.user)?;
     let client = Client::connect(path).await?;
     match cli.command {
         Command::Verify { .. } | Command::Completions { .. } | Command::Man { .. } => {

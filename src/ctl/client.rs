@@ -40,9 +40,17 @@ impl From<zbus::Error> for ClientError {
     }
 }
 
-/// The socket an `--address` names, or the default one.
-pub fn socket_path(address: Option<&str>) -> Result<PathBuf, ClientError> {
+/// The socket an `--address` names, or the default one: the system manager's, or with
+/// `user` the per-user manager's (`$XDG_RUNTIME_DIR/corral/private`).
+pub fn socket_path(address: Option<&str>, user: bool) -> Result<PathBuf, ClientError> {
     match address {
+        None if user => {
+            let runtime = std::env::var("XDG_RUNTIME_DIR")
+                .ok()
+                .filter(|d| d.starts_with('/'))
+                .unwrap_or_else(|| format!("/run/user/{}", nix::unistd::getuid()));
+            Ok(PathBuf::from(runtime).join("corral/private"))
+        }
         None => Ok(PathBuf::from(DEFAULT_SOCKET)),
         Some(a) => a
             .strip_prefix("unix:path=")
