@@ -1651,6 +1651,34 @@ async fn big(mount: &Path, t: &mut Table, f: &mut Floors) -> Result<()> {
     Ok(())
 }
 
+/// Says whether anything of this run is left: a cgroup of ours, or a child process.
+fn leftovers(mount: &Path) -> String {
+    let prefix = format!("corral-bench-{}-", std::process::id());
+    let cgroups: Vec<String> = fs::read_dir(mount)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    let children: String = fs::read_dir("/proc/self/task")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if cgroups.is_empty() && children.trim().is_empty() {
+        "cleanup: no cgroup and no process of this run is left".into()
+    } else {
+        format!(
+            "cleanup: LEFT BEHIND cgroups {cgroups:?}, child processes [{}]",
+            children.trim()
+        )
+    }
+}
+
 fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1763,6 +1791,7 @@ fn main() -> std::process::ExitCode {
         load_before,
         loadavg()
     ));
+    table.note(leftovers(&mount));
     let term = TERM_BEFORE_HANDLER.load(std::sync::atomic::Ordering::Relaxed);
     if term > 0 {
         table.note(format!(
