@@ -487,3 +487,33 @@ fn a_nested_corrald_manages_its_delegated_subtree() {
     let (st, log) = d.stop();
     assert!(st.success(), "{log}");
 }
+
+/// A stop right after a start: the process is born and dies within the kernel's 10 ms
+/// rate limit of cgroup.events notifications, so its birth may never be seen in an event. Every
+/// stop must still end `done` at once — not `failed` after stop-timeout twice.
+#[test]
+fn a_stop_right_after_a_start_settles_at_once() {
+    let units = [(
+        "quick.service.toml",
+        "[service]\nexec = [\"/bin/sleep\", \"1000\"]\nstop-timeout = \"2s\"\n\
+         start-limit = { interval = \"0s\" }\n"
+            .to_string(),
+    )];
+    let Some(d) = Daemon::start("quick", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    for i in 0..30 {
+        for verb in ["start", "stop"] {
+            // A stop that missed the cgroup emptying ends `timeout` and corralctl fails.
+            let out = d.ctl(&[verb, "quick.service"]);
+            assert!(
+                out.status.success(),
+                "cycle {i}: {verb}: {}",
+                text(&out.stderr)
+            );
+        }
+    }
+    let status = text(&d.ctl(&["status", "quick.service"]).stdout);
+    assert!(status.contains("Active: inactive (dead)"), "{status}");
+}

@@ -162,6 +162,16 @@ impl EventWatcher {
         let _ = self.inotify.rm_watch(wd);
     }
 
+    /// Records that a process was just placed in `token`'s cgroup (born there with
+    /// `CLONE_INTO_CGROUP`). The kernel sends at most one `cgroup.events` notification per
+    /// 10 ms, so a process that is born and dies before its birth's notification is read would
+    /// otherwise leave the cached state at "empty" and its death would never be seen as 1 → 0.
+    pub fn mark_populated(&mut self, token: Token) {
+        if let Some(w) = self.by_token.get_mut(&token) {
+            w.populated = true;
+        }
+    }
+
     /// Stops watching `token`'s cgroup. Returns false for an unknown token.
     pub fn remove(&mut self, token: Token) -> bool {
         let Some(w) = self.by_token.remove(&token) else {
@@ -370,6 +380,25 @@ mod tests {
         fx.write("b.service", "cgroup.events", "populated 0\nfrozen 0\n");
         assert_eq!(w.read_events().unwrap(), vec![]);
         assert_eq!(w.len(), 1);
+    }
+
+    /// A process born and dead before its birth's notification was read: the watcher was told
+    /// of the birth, so the next "populated 0" it reads is the 1 → 0 it must report.
+    #[test]
+    fn a_birth_it_was_told_of_makes_the_next_empty_news() {
+        let fx = Fixture::new();
+        let a = fx.cgroup("a.service");
+        fx.write("a.service", "cgroup.events", "populated 0\nfrozen 0\n");
+        let mut w = EventWatcher::new().unwrap();
+        assert!(!w.add(1, &a).unwrap().populated);
+        w.mark_populated(1);
+        w.mark_populated(99); // an unknown token is ignored
+        fx.write("a.service", "cgroup.events", "populated 0\nfrozen 0\n");
+        assert!(wait_readable(&w));
+        assert_eq!(
+            w.read_events().unwrap(),
+            vec![CgroupEvent::Empty { token: 1 }]
+        );
     }
 
     #[test]

@@ -368,12 +368,7 @@ impl Manager {
                     tracing::info!(unit = %name, "processes remain in the unit's cgroup");
                     return;
                 }
-                if let Some(t) = self
-                    .tokens
-                    .iter()
-                    .find(|(_, n)| *n == name)
-                    .map(|(t, _)| *t)
-                {
+                if let Some(t) = self.token_of(name) {
                     let _ = self.watcher.remove(t);
                     self.tokens.remove(&t);
                 }
@@ -457,14 +452,25 @@ impl Manager {
         })
         .map_err(|e| e.to_string())?;
         let child = process::spawn(&spec).map_err(|e| e.to_string())?;
+        if let Some(token) = self.token_of(name) {
+            self.watcher.mark_populated(token);
+        }
         let pid = child.pid.as_raw() as u32;
         self.pids.insert(pid, name.clone());
         Ok(pid)
     }
 
+    /// The watch token of a unit's cgroup, if it is watched.
+    fn token_of(&self, name: &UnitName) -> Option<cgroup::Token> {
+        self.tokens
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(t, _)| *t)
+    }
+
     /// Watches the unit's cgroup for emptiness and OOM kills (once).
     pub(super) fn watch(&mut self, name: &UnitName) -> Result<(), String> {
-        if self.tokens.values().any(|n| n == name) {
+        if self.token_of(name).is_some() {
             return Ok(());
         }
         let unit = self.units.get(name).ok_or("no such unit")?;

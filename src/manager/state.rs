@@ -363,9 +363,14 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
             if !st.stop_requested && st.result == UnitResult::Success {
                 record_exit(st, exit);
             }
-            // kill-mode = process: the main process was all there was to stop.
-            if cfg.kill_mode == KillMode::Process && !st.control_running {
-                settle(cfg, st, now, &mut out);
+            match cfg.kill_mode {
+                // kill-mode = process: the main process was all there was to stop.
+                KillMode::Process if !st.control_running => settle(cfg, st, now, &mut out),
+                KillMode::Process => {}
+                // Often the main process was the last one: its exit empties the cgroup at
+                // once, while the kernel may hold back the cgroup.events notification by up
+                // to 10 ms.
+                KillMode::ControlGroup => out.push(Action::CheckEmpty),
             }
         }
         (S::StopSigterm, Event::Timer) => {
