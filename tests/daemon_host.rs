@@ -276,3 +276,89 @@ fn a_restarted_daemon_adopts_running_services() {
     assert!(status.success(), "{log}");
     assert!(log.contains("adopted: still running as"), "{log}");
 }
+
+/// `corralctl daemon-reexec`: the daemon executes itself again in the same process; every
+/// service keeps running with the same PID, its output keeps reaching its log through the exec,
+/// and its exit is still reaped with the real status (they are still our children).
+#[test]
+fn a_reexecuted_daemon_keeps_every_service_and_its_output() {
+    let go = tempfile::tempdir().expect("tempdir");
+    let flag = go.path().join("go");
+    let units = [
+        (
+            "ticker.service.toml",
+            "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sh\", \"-c\", \
+             \"i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.05; done\"]\n"
+                .to_string(),
+        ),
+        (
+            "exiter.service.toml",
+            format!(
+                "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sh\", \"-c\", \
+                 \"while [ ! -e {} ]; do sleep 0.05; done; exit 3\"]\n",
+                flag.display()
+            ),
+        ),
+    ];
+    let Some(d) = daemon::Daemon::start("reexec", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let status = |u: &str| -> serde_json::Value {
+        let out = d.ctl(&["--json", "status", u]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .map(|j| j[0].clone())
+            .unwrap_or_default()
+    };
+    let main_pid = |u: &str| status(u)["MainPID"].as_u64().filter(|p| *p > 0);
+    wait_for("both units running", Duration::from_secs(10), || {
+        main_pid("ticker.service").is_some() && main_pid("exiter.service").is_some()
+    });
+    let (ticker, exiter) = (main_pid("ticker.service"), main_pid("exiter.service"));
+    let log = d.out_dir().join("log/ticker.service.log");
+    let ticks = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_for("ticks in the log", Duration::from_secs(10), || ticks() > 0);
+
+    let out = d.ctl(&["daemon-reexec"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // corralctl returned once the new daemon answers: the same process, the same services.
+    assert!(
+        Path::new(&format!("/proc/{}", d.child.id())).exists(),
+        "corrald exited"
+    );
+    assert_eq!(main_pid("ticker.service"), ticker);
+    assert_eq!(main_pid("exiter.service"), exiter);
+    assert_eq!(status("ticker.service")["ActiveState"], "active");
+    // Output written after the exec still reaches the log: the pipe was handed on.
+    let before = ticks();
+    wait_for("ticks after the re-exec", Duration::from_secs(10), || {
+        ticks() > before + 3
+    });
+    // An exit after the re-exec is reaped with its real status.
+    std::fs::write(&flag, "").expect("flag");
+    wait_for("exiter failed", Duration::from_secs(10), || {
+        status("exiter.service")["ActiveState"] == "failed"
+    });
+    let exiter = status("exiter.service");
+    assert_eq!(exiter["Result"], "exit-code", "{exiter}");
+    assert_eq!(exiter["ExitStatus"], 3, "{exiter}");
+    let out = d.ctl(&["stop", "ticker.service"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("re-executing"), "{log}");
+    assert!(log.contains("adopted: still running as"), "{log}");
+}

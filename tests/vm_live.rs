@@ -2,7 +2,8 @@
 //! `busctl SetUnitLimits` on a running CPU hog changes its use within seconds, freeze stops it
 //! and thaw resumes it, restart-on-failure ends in start-limit-hit, a service that ignores
 //! SIGTERM is killed at stop-timeout, orphans are reaped, effective limits name the binding
-//! slice, and SIGTERM to PID 1 stops every unit and powers the machine off.
+//! slice, `corralctl daemon-reexec` re-executes PID 1 with every service kept, and SIGTERM to
+//! PID 1 stops every unit and powers the machine off.
 
 #[path = "common/vm.rs"]
 mod vm;
@@ -47,6 +48,7 @@ fn live_control_in_the_guest_kernel() {
         "stop-timeout-kill",
         "zombies-reaped",
         "effective-binding",
+        "reexec-pid1",
     ]);
     out.assert_all_passed();
     if !out.console.contains("every unit stopped") {

@@ -58,7 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Every verb that talks to the daemon.
 async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = socket_path(cli.address.as_deref(), cli.user)?;
-    let client = Client::connect(path).await?;
+    let client = Client::connect(path.clone()).await?;
     match cli.command {
         Command::Verify { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled offline")
@@ -212,12 +212,37 @@ async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::DaemonReexec => {
             client.call_unit_method("Reexec", &()).await?;
+            await_reexec(&client, path).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Start { names, no_block } => job(&client, "StartUnit", &names, no_block).await,
         Command::Stop { names, no_block } => job(&client, "StopUnit", &names, no_block).await,
         Command::Restart { names, no_block } => job(&client, "RestartUnit", &names, no_block).await,
     }
+}
+
+/// Waits until the re-executed daemon answers: the old one closes our connection as it
+/// executes, the new one serves the socket again once it has adopted every service.
+async fn await_reexec(client: &Client, path: std::path::PathBuf) -> anyhow::Result<()> {
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+    tokio::time::timeout(LIMIT, async {
+        client.closed().await;
+        loop {
+            if let Ok(new) = Client::connect(path.clone()).await
+                && new.ping().await.is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "corrald did not answer on {} within {LIMIT:?} of re-executing",
+            path.display()
+        )
+    })
 }
 
 async fn job(

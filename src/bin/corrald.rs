@@ -9,6 +9,8 @@
 //! session bus (`--no-bus` is accepted and is what happens today), user-mode paths, and
 //! re-adoption of running services.
 
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,8 +62,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // First, before anything opens a file: a re-exec hands on its services' log pipes.
+    let inherited = corral::manager::reexec::inherited();
     let pid1 = std::process::id() == 1;
-    if pid1 {
+    // A re-executed PID 1 finds the machine booted.
+    let boot = pid1 && inherited.is_none();
+    if boot {
         pid1::early_mounts();
     }
     let args = Args::parse();
@@ -70,13 +76,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(!pid1)
         .init();
-    if pid1 {
+    if boot {
         pid1::boot();
         if let Err(e) = corral::process::net::loopback_up() {
             tracing::warn!("bringing up lo: {e}");
         }
     }
-    let outcome = std::panic::catch_unwind(|| run(args));
+    let outcome = std::panic::catch_unwind(|| run(args, inherited.unwrap_or_default()));
     match (outcome, pid1) {
         (Ok(Ok(how)), true) => pid1::finish(how, Duration::from_secs(5)),
         (Ok(Ok(_)), false) => ExitCode::SUCCESS,
@@ -140,7 +146,7 @@ impl Layout {
 }
 
 /// Runs until SIGTERM (power off) or SIGINT (reboot) and every unit is down.
-fn run(args: Args) -> anyhow::Result<Final> {
+fn run(args: Args, inherited: HashMap<String, OwnedFd>) -> anyhow::Result<Final> {
     // Before any thread exists: SIGCHLD is read from a signalfd, so it must be blocked
     // everywhere; and orphans of our services must come back to us to be reaped.
     corral::process::block_sigchld().context("blocking SIGCHLD")?;
@@ -194,6 +200,7 @@ fn run(args: Args) -> anyhow::Result<Final> {
         tracing::info!("serving the API on {}", socket.display());
         // Services still running from an earlier corrald (a crash, an upgrade) are adopted
         // before anything starts: same PIDs, no restart, no duplicate.
+        manager.inherit_relays(inherited);
         let adopted = manager.adopt();
         if !adopted.is_empty() {
             tracing::info!("adopted {} running units", adopted.len());
@@ -217,6 +224,7 @@ fn run(args: Args) -> anyhow::Result<Final> {
                 _ = int.recv() => ShutdownKind::Reboot,
             }
         };
+        let relays = manager.relays();
         let how = manager
             .run(requests_rx, async {
                 let how = shutdown.await;
@@ -224,10 +232,17 @@ fn run(args: Args) -> anyhow::Result<Final> {
                 how
             })
             .await?;
+        if how == ShutdownKind::Reexec {
+            // The caller's reply is on its way out: give it a moment before the socket closes.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            server.shutdown();
+            let e = corral::manager::reexec::exec(&relays);
+            anyhow::bail!("re-executing corrald: {e}");
+        }
         server.shutdown();
         Ok::<_, anyhow::Error>(match how {
             ShutdownKind::Reboot => Final::Reboot,
-            ShutdownKind::PowerOff | ShutdownKind::Exit => Final::PowerOff,
+            ShutdownKind::PowerOff | ShutdownKind::Exit | ShutdownKind::Reexec => Final::PowerOff,
         })
     })
     .inspect(|_| tracing::info!("every unit stopped"))

@@ -244,12 +244,11 @@ impl ManagerObject {
         self.manager.ask(|reply| Request::Reload { reply }).await
     }
 
-    /// Serialise state and re-execute in place: not available yet.
+    /// Save the state and execute the daemon's binary again in place (an upgrade): every
+    /// running service is adopted by the new one with the same PID. The reply comes before the
+    /// exec; the connection then closes.
     async fn reexec(&self) -> Result<(), Error> {
-        self.access.check(self.peer_uid, "Reexec")?;
-        Err(Error::Corral(super::CorralError::NotSupported(
-            "Reexec is not implemented yet: restart corrald instead".into(),
-        )))
+        self.shutdown("Reexec", ShutdownKind::Reexec).await
     }
 
     /// Stop every unit and power the machine off (PID 1 only).

@@ -147,6 +147,24 @@ impl Client {
         Err(ClientError::Call("the daemon closed the connection".into()))
     }
 
+    /// Resolves when the daemon has closed this connection (as a re-exec does).
+    pub async fn closed(&self) {
+        self.conn.closed().await;
+    }
+
+    /// Whether the daemon answers (`org.freedesktop.DBus.Peer.Ping` of the manager object).
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        let peer = Proxy::new(
+            &self.conn,
+            BUS_NAME,
+            MANAGER_PATH,
+            "org.freedesktop.DBus.Peer",
+        )
+        .await?;
+        let _: () = peer.call("Ping", &()).await?;
+        Ok(())
+    }
+
     /// Calls a manager method that returns nothing.
     pub async fn call_unit_method<B>(&self, method: &str, body: &B) -> Result<(), ClientError>
     where

@@ -208,10 +208,13 @@ impl Manager {
     }
 
     pub(super) fn request_shutdown(&mut self, how: ShutdownKind) -> Result<(), RequestError> {
-        if std::process::id() != 1 && how != ShutdownKind::Exit {
+        if std::process::id() != 1 && matches!(how, ShutdownKind::PowerOff | ShutdownKind::Reboot) {
             return Err(RequestError::NotSupported(
                 "PowerOff and Reboot are for corrald as PID 1".into(),
             ));
+        }
+        if how == ShutdownKind::Reexec {
+            super::reexec::check().map_err(RequestError::NotSupported)?;
         }
         self.shutdown = Some(how);
         Ok(())

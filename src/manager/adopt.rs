@@ -7,6 +7,9 @@
 //! pidfd, and its exit status can't be known — it counts as a failure for `restart =
 //! "on-failure"`, as the design says. A unit whose main process is gone but whose cgroup still
 //! has processes is adopted without one (the cgroup's emptying is still seen).
+//!
+//! After a re-exec ([`super::reexec`]) the services are still our children: their exits are
+//! reaped as usual, and their log relays are resumed on the pipes the old daemon handed on.
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
@@ -88,14 +91,32 @@ impl Manager {
             if let Err(e) = self.watch(&name) {
                 tracing::warn!(unit = %name, "watching the adopted cgroup: {e}");
             }
-            if let Some(pid) = main {
-                match crate::process::pidfd_open(nix::unistd::Pid::from_raw(pid as i32)) {
-                    Ok(fd) => {
-                        self.pids.insert(pid, name.clone());
-                        self.watch_pidfd(pid, fd);
-                    }
-                    Err(e) => tracing::warn!(unit = %name, "pidfd of {pid}: {e}"),
+            match main {
+                // After a re-exec the services are still our children: their exits are reaped
+                // with the real status, as before.
+                Some(pid) if is_our_child(pid) => {
+                    self.pids.insert(pid, name.clone());
                 }
+                Some(pid) => {
+                    match crate::process::pidfd_open(nix::unistd::Pid::from_raw(pid as i32)) {
+                        Ok(fd) => {
+                            self.pids.insert(pid, name.clone());
+                            self.watch_pidfd(pid, fd);
+                        }
+                        Err(e) => tracing::warn!(unit = %name, "pidfd of {pid}: {e}"),
+                    }
+                }
+                None => {}
+            }
+            if let Some(read) = self.inherited_relays.remove(name.as_str())
+                && let Err(e) = super::logs::resume_relay(
+                    &self.paths.log_dir,
+                    name.as_str(),
+                    read,
+                    &self.relays,
+                )
+            {
+                tracing::warn!(unit = %name, "resuming its log: {e}");
             }
             if let Some(st) = self.states.get_mut(&name) {
                 st.adopt(main, remembered.n_restarts);
@@ -116,6 +137,8 @@ impl Manager {
             );
             adopted.push(name);
         }
+        // Pipes of services that are gone: closed.
+        self.inherited_relays.clear();
         self.save_state();
         adopted
     }
@@ -155,6 +178,18 @@ impl Manager {
             let _ = tx.send(pid);
         });
     }
+}
+
+/// Whether `pid`'s parent is this process (`/proc/PID/stat`, field 4, after the command name
+/// in parentheses, which may itself hold any character).
+fn is_our_child(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = &stat[stat.rfind(')')? + 1..];
+            after.split_whitespace().nth(1)?.parse::<u32>().ok()
+        })
+        == Some(std::process::id())
 }
 
 impl super::state::ServiceState {

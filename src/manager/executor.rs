@@ -84,6 +84,10 @@ pub struct Manager {
     pub(super) active_enter: BTreeMap<UnitName, std::time::SystemTime>,
     /// Exits of adopted main processes (not our children: seen through pidfds).
     pub(super) adopted_exits: mpsc::UnboundedSender<u32>,
+    /// The running log relays (handed on by a re-exec).
+    pub(super) relays: super::logs::Relays,
+    /// Relays handed on by the daemon that re-executed into this one, until adopted.
+    pub(super) inherited_relays: HashMap<String, OwnedFd>,
     adopted_exits_rx: Option<mpsc::UnboundedReceiver<u32>>,
 }
 
@@ -128,8 +132,21 @@ impl Manager {
             active_enter: BTreeMap::new(),
             adopted_exits,
             adopted_exits_rx: Some(adopted_exits_rx),
+            relays: super::logs::Relays::default(),
+            inherited_relays: HashMap::new(),
             paths,
         })
+    }
+
+    /// The running log relays, for a re-exec to hand on ([`super::reexec::exec`]).
+    pub fn relays(&self) -> super::logs::Relays {
+        self.relays.clone()
+    }
+
+    /// Takes the log relays a re-executing daemon handed on; [`Manager::adopt`] resumes those of
+    /// the services it adopts and closes the rest.
+    pub fn inherit_relays(&mut self, relays: HashMap<String, OwnedFd>) {
+        self.inherited_relays = relays;
     }
 
     /// Queues a start of `names` and everything they pull in.
@@ -551,7 +568,7 @@ impl Manager {
         // One relay pipe for both streams when either goes to the log.
         let mut log_pipe = if svc.stdout == Output::Log || svc.stderr == Output::Log {
             Some(
-                super::logs::start_relay(&self.paths.log_dir, name.as_str())
+                super::logs::start_relay(&self.paths.log_dir, name.as_str(), &self.relays)
                     .map_err(|e| format!("log of {name}: {e}"))?,
             )
         } else {
@@ -680,7 +697,16 @@ impl Manager {
             .adopted_exits_rx
             .take()
             .ok_or_else(|| std::io::Error::other("the manager runs once"))?;
+        // Children that exited while no one was listening (a re-exec) are reaped now.
+        for (pid, status) in self.reaper.reap() {
+            self.on_exit(pid.as_raw() as u32, status);
+        }
         loop {
+            if self.shutdown == Some(ShutdownKind::Reexec) {
+                tracing::info!("re-executing; every unit keeps running");
+                self.save_state();
+                return Ok(ShutdownKind::Reexec);
+            }
             if stopping.is_none()
                 && let Some(how) = self.shutdown
             {

@@ -6,11 +6,13 @@
 //! One relay per service start, shared by stdout and stderr (both ends of one pipe); it ends
 //! when every writer has closed the pipe, i.e. when the unit's processes are gone.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncReadExt;
 
@@ -24,19 +26,56 @@ pub fn log_path(dir: &Path, unit: &str) -> PathBuf {
     dir.join(format!("{unit}.log"))
 }
 
+/// The read ends of the running relays by unit: what a re-executing daemon hands on to the
+/// next one (see [`super::reexec`]), so its services' output keeps flowing through the exec.
+/// Shared by the manager and every relay task, each of which removes its entry as it ends.
+#[derive(Debug, Clone, Default)]
+pub struct Relays(Arc<Mutex<HashMap<String, RawFd>>>);
+
+impl Relays {
+    /// Every running relay's unit and read end.
+    pub fn snapshot(&self) -> Vec<(String, RawFd)> {
+        self.lock().iter().map(|(u, fd)| (u.clone(), *fd)).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RawFd>> {
+        // A relay task that panicked holding the lock left a map that is still consistent.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Creates the pipe for a service's output and starts the task that drains it. Returns the
 /// write end, for the child's stdout and/or stderr.
-pub fn start_relay(dir: &Path, unit: &str) -> std::io::Result<OwnedFd> {
+pub fn start_relay(dir: &Path, unit: &str, relays: &Relays) -> std::io::Result<OwnedFd> {
     std::fs::create_dir_all(dir)?;
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
-    let path = log_path(dir, unit);
-    let unit = unit.to_string();
-    tokio::spawn(relay(reader, path, unit));
+    resume_relay(dir, unit, read, relays)?;
     Ok(write)
 }
 
-async fn relay(mut reader: tokio::net::unix::pipe::Receiver, path: PathBuf, unit: String) {
+/// Starts draining an existing pipe's read end into the unit's log (a relay handed on by the
+/// daemon that re-executed into this one).
+pub fn resume_relay(dir: &Path, unit: &str, read: OwnedFd, relays: &Relays) -> std::io::Result<()> {
+    let raw = read.as_raw_fd();
+    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
+    relays.lock().insert(unit.to_string(), raw);
+    let path = log_path(dir, unit);
+    let unit = unit.to_string();
+    let relays = relays.clone();
+    tokio::spawn(async move {
+        relay(reader, path, &unit).await;
+        // A restart may have registered a newer relay of the unit meanwhile: only ours goes.
+        let mut map = relays.lock();
+        if map.get(&unit) == Some(&raw) {
+            map.remove(&unit);
+        }
+    });
+    Ok(())
+}
+
+async fn relay(mut reader: tokio::net::unix::pipe::Receiver, path: PathBuf, unit: &str) {
     let mut log = match LogFile::open(path) {
         Ok(l) => l,
         Err(e) => {
@@ -63,16 +102,16 @@ async fn relay(mut reader: tokio::net::unix::pipe::Receiver, path: PathBuf, unit
             partial.extend_from_slice(&buf[..n]);
             while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = partial.drain(..=pos).collect();
-                j.send(&unit, &line[..line.len() - 1]);
+                j.send(unit, &line[..line.len() - 1]);
             }
             if partial.len() > 4096 {
-                j.send(&unit, &partial);
+                j.send(unit, &partial);
                 partial.clear();
             }
         }
     }
     if let (Some(j), false) = (&journal, partial.is_empty()) {
-        j.send(&unit, &partial);
+        j.send(unit, &partial);
     }
 }
 
@@ -168,12 +207,14 @@ mod tests {
     #[tokio::test]
     async fn relay_appends_what_the_service_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let w = start_relay(dir.path(), "r.service").unwrap();
+        let relays = Relays::default();
+        let w = start_relay(dir.path(), "r.service", &relays).unwrap();
+        assert_eq!(relays.snapshot().len(), 1);
         let mut f = File::from(w);
         f.write_all(b"one\ntwo\n").unwrap();
         drop(f);
         for _ in 0..100 {
-            if tail(dir.path(), "r.service", 10) == ["one", "two"] {
+            if tail(dir.path(), "r.service", 10) == ["one", "two"] && relays.snapshot().is_empty() {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

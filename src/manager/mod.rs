@@ -8,5 +8,6 @@ pub mod executor;
 pub mod logs;
 pub mod namespaces;
 pub mod notify;
+pub mod reexec;
 pub mod request;
 pub mod state;

@@ -132,6 +132,9 @@ pub enum ShutdownKind {
     Reboot,
     /// Not PID 1: stop every unit, then exit.
     Exit,
+    /// Stop nothing: save the state and execute the daemon's binary again in this process,
+    /// which adopts every running service (`Reexec`, an upgrade).
+    Reexec,
 }
 
 /// What a job does to its unit.

@@ -61,4 +61,20 @@ else
     check effective-binding FAIL "$eff"
 fi
 
+# Reexec as PID 1: the same services (same PIDs), their limits still held, the API back.
+pid() { corralctl --json status $1 | sed -n 's/.*"MainPID":\([0-9]*\).*/\1/p'; }
+hog_before=$(pid hog.service)
+if corralctl daemon-reexec; then
+    hog_after=$(pid hog.service)
+    cpu=$(cpu_pct hog.service 2)
+    if [ -n "$hog_before" ] && [ "$hog_before" = "$hog_after" ] && [ "$cpu" -le 15 ] \
+        && corralctl status hog.service | grep -q "Active: active (running)"; then
+        check reexec-pid1 PASS "hog.service kept PID $hog_after and its 10% limit (${cpu}%)"
+    else
+        check reexec-pid1 FAIL "hog PID $hog_before -> $hog_after, cpu ${cpu}%"
+    fi
+else
+    check reexec-pid1 FAIL "corralctl daemon-reexec failed"
+fi
+
 kill -TERM 1
