@@ -137,12 +137,21 @@ async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Logs { name, lines } => {
+        Command::Logs {
+            name,
+            lines,
+            follow: false,
+        } => {
             for line in client.log(&name, lines).await? {
                 println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Logs {
+            name,
+            lines,
+            follow: true,
+        } => follow_log(&client, &name, lines).await,
         Command::Run {
             name,
             slice,
@@ -218,6 +227,29 @@ async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start { names, no_block } => job(&client, "StartUnit", &names, no_block).await,
         Command::Stop { names, no_block } => job(&client, "StopUnit", &names, no_block).await,
         Command::Restart { names, no_block } => job(&client, "RestartUnit", &names, no_block).await,
+    }
+}
+
+/// `logs -f`: the last lines, then new ones as they arrive (see `corral::ctl::follow`). Ends
+/// quietly when the reader goes away (`| head`).
+async fn follow_log(client: &Client, name: &str, lines: u32) -> anyhow::Result<ExitCode> {
+    use corral::ctl::follow::{INTERVAL, WINDOW, fresh};
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut print = |lines: &[String]| -> bool {
+        lines.iter().all(|l| writeln!(out, "{l}").is_ok()) && out.flush().is_ok()
+    };
+    let mut window = client.log(name, WINDOW.max(lines)).await?;
+    if !print(&window[window.len().saturating_sub(lines as usize)..]) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
+        tokio::time::sleep(INTERVAL).await;
+        let next = client.log(name, WINDOW).await?;
+        if !print(fresh(&window, &next)) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        window = next;
     }
 }
 

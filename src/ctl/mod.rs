@@ -2,6 +2,7 @@
 //! that shell completions and the man page are generated from the same source the binary parses.
 
 pub mod client;
+pub mod follow;
 pub mod generate;
 pub mod top;
 pub mod tree;
@@ -91,8 +92,12 @@ pub enum Command {
     Logs {
         #[arg(allow_hyphen_values = true)]
         name: String,
+        /// How many of the last lines to show.
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: u32,
+        /// Keep printing new lines as they arrive (until interrupted).
+        #[arg(short = 'f', long)]
+        follow: bool,
     },
     /// Start a command as a transient service (a unit that exists until reboot).
     Run {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -171,10 +171,37 @@ impl Journal {
     }
 }
 
-/// The last `n` lines of a unit's log (for `GetUnitLog` and `status`).
+/// The last `n` lines of a unit's log (for `GetUnitLog` and `status`), read from the end of
+/// the file: a few KiB for a few lines however long the log is. Bytes that are not UTF-8 are
+/// shown as U+FFFD rather than hiding the log.
 pub fn tail(dir: &Path, unit: &str, n: usize) -> Vec<String> {
-    let text = std::fs::read_to_string(log_path(dir, unit)).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
+    const CHUNK: u64 = 16 << 10;
+    let Ok(mut file) = File::open(log_path(dir, unit)) else {
+        return Vec::new();
+    };
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return Vec::new();
+    };
+    // Read backwards until the buffer holds n full lines (n + 1 newlines, counting the one
+    // that ends the last line) or the whole file.
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    while start > 0 && buf.iter().filter(|b| **b == b'\n').count() <= n {
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; (start - from) as usize];
+        if file.seek(SeekFrom::Start(from)).is_err() || file.read_exact(&mut chunk).is_err() {
+            return Vec::new();
+        }
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        start = from;
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<&str> = text.lines().collect();
+    // A line cut by where reading began is not shown.
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0);
+    }
     lines[lines.len().saturating_sub(n)..]
         .iter()
         .map(|l| l.to_string())
@@ -201,6 +228,32 @@ mod tests {
                 .unwrap()
                 .len(),
             MAX_LOG_BYTES
+        );
+    }
+
+    #[test]
+    fn tail_reads_the_last_lines_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(tail(dir.path(), "none.service", 5).is_empty());
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        text.push_str("partial");
+        std::fs::write(log_path(dir.path(), "t.service"), &text).unwrap();
+        assert_eq!(
+            tail(dir.path(), "t.service", 3),
+            ["line 19998", "line 19999", "partial"]
+        );
+        let all = tail(dir.path(), "t.service", 100_000);
+        assert_eq!(all.len(), 20_001);
+        assert_eq!(all[0], "line 0");
+        assert!(tail(dir.path(), "t.service", 0).is_empty());
+        // Not UTF-8: shown, not hidden.
+        std::fs::write(log_path(dir.path(), "b.service"), b"ok\n\xff\xfe bad\n").unwrap();
+        assert_eq!(
+            tail(dir.path(), "b.service", 5),
+            ["ok", "\u{fffd}\u{fffd} bad"]
         );
     }
 
