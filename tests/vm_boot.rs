@@ -59,22 +59,16 @@ fn pid1_duties_hold_in_the_guest_kernel() {
             kernel,
             &["virtio_pci", "virtio_blk", "loop", "brd", "br_netfilter"],
         );
-    copy_tree(&mut overlay, &dir.join("root"), Path::new("/"));
-    let mut autostart = Vec::new();
-    for entry in fs::read_dir(&dir).expect("reading tests/vm/boot") {
-        let path = entry.expect("reading tests/vm/boot").path();
-        let name = file_name(&path);
-        if let Some(unit) = name.strip_suffix(".toml") {
-            overlay.copy(&path, Path::new("/etc/corral/units").join(&name));
-            let text = fs::read_to_string(&path).expect("reading a unit file");
-            if text.lines().any(|l| l.trim() == "autostart = true") {
-                autostart.push(unit.to_owned());
-            }
-        } else if name.ends_with(".sh") {
-            overlay.copy(&path, Path::new("/checks").join(&name));
-        }
-    }
-    autostart.sort();
+    overlay.copy_tree(dir.join("root"), "/");
+    let autostart: Vec<String> = overlay
+        .checks_dir(&dir, "/etc/corral/units")
+        .into_iter()
+        .filter(|name| {
+            let text = fs::read_to_string(dir.join(name)).expect("reading a unit file");
+            text.lines().any(|l| l.trim() == "autostart = true")
+        })
+        .map(|name| name.trim_end_matches(".toml").to_owned())
+        .collect();
     let overlay = overlay.build();
 
     // A small disk: /dev/vda proves virtio_blk loaded, and it counts the boots.
@@ -336,24 +330,4 @@ fn accept_until(listener: &UnixListener, deadline: Instant) -> io::Result<UnixSt
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Copies every file under `host` to the same relative path under `guest`.
-fn copy_tree(image: &mut vm::Initramfs, host: &Path, guest: &Path) {
-    for entry in fs::read_dir(host).unwrap_or_else(|e| panic!("reading {}: {e}", host.display())) {
-        let path = entry.expect("reading a directory entry").path();
-        let target = guest.join(file_name(&path));
-        if path.is_dir() {
-            copy_tree(image, &path, &target);
-        } else {
-            image.copy(&path, &target);
-        }
-    }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .expect("UTF-8 file names")
-        .to_owned()
 }

@@ -16,7 +16,6 @@
 #[path = "common/vm.rs"]
 mod vm;
 
-use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
@@ -36,16 +35,8 @@ fn io_max_holds_in_the_guest_kernel() {
         .dir("/etc/corral/units", 0o755)
         .dir("/var/log/corral", 0o755)
         .kernel_modules(kernel, &["virtio_pci", "virtio_blk"]);
-    copy_tree(&mut overlay, &dir.join("root"), Path::new("/"));
-    for entry in fs::read_dir(&dir).expect("reading tests/vm/io") {
-        let path = entry.expect("reading tests/vm/io").path();
-        let name = file_name(&path);
-        if name.ends_with(".toml") {
-            overlay.copy(&path, Path::new("/etc/corral/units").join(&name));
-        } else if name.ends_with(".sh") {
-            overlay.copy(&path, Path::new("/checks").join(&name));
-        }
-    }
+    overlay.copy_tree(dir.join("root"), "/");
+    overlay.checks_dir(&dir, "/etc/corral/units");
     let overlay = overlay.build();
 
     let vda = partitioned_disk();
@@ -117,24 +108,4 @@ fn partitioned_disk() -> tempfile::NamedTempFile {
         .write_all_at(&mbr, 0)
         .expect("writing the partition table");
     disk
-}
-
-/// Copies every file under `host` to the same relative path under `guest`.
-fn copy_tree(image: &mut vm::Initramfs, host: &Path, guest: &Path) {
-    for entry in fs::read_dir(host).unwrap_or_else(|e| panic!("reading {}: {e}", host.display())) {
-        let path = entry.expect("reading a directory entry").path();
-        let target = guest.join(file_name(&path));
-        if path.is_dir() {
-            copy_tree(image, &path, &target);
-        } else {
-            image.copy(&path, &target);
-        }
-    }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .expect("UTF-8 file names")
-        .to_owned()
 }

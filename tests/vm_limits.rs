@@ -19,15 +19,8 @@ fn limits_hold_in_the_guest_kernel() {
             Path::new("/usr/bin/stress-ng"),
         )
         .dir(Path::new("/etc/corral/units"), 0o755)
-        .dir(Path::new("/var/log/corral"), 0o755)
-        .copy(dir.join("limits.sh"), "/checks/limits.sh");
-    for entry in std::fs::read_dir(&dir).expect("tests/vm/limits") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if name.ends_with(".toml") {
-            overlay.copy(&path, Path::new("/etc/corral/units").join(&name));
-        }
-    }
+        .dir(Path::new("/var/log/corral"), 0o755);
+    overlay.checks_dir(&dir, "/etc/corral/units");
     let overlay = overlay.build();
     let out = vm::Vm::new(vm::base_image())
         .initrd(overlay.path())

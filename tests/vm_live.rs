@@ -18,15 +18,8 @@ fn live_control_in_the_guest_kernel() {
         .binary(env!("CARGO_BIN_EXE_corrald"), "/init")
         .binary(env!("CARGO_BIN_EXE_corralctl"), "/usr/bin/corralctl")
         .binary("/usr/bin/busctl", "/usr/bin/busctl")
-        .dir("/var/log/corral", 0o755)
-        .copy(dir.join("live.sh"), "/checks/live.sh");
-    for entry in std::fs::read_dir(&dir).expect("tests/vm/live") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if name.ends_with(".toml") {
-            overlay.copy(&path, Path::new("/etc/corral/units").join(&name));
-        }
-    }
+        .dir("/var/log/corral", 0o755);
+    overlay.checks_dir(&dir, "/etc/corral/units");
     let overlay = overlay.build();
     let out = vm::Vm::new(vm::base_image())
         .initrd(overlay.path())

@@ -30,17 +30,7 @@ fn namespaces_hold_in_the_guest_kernel() {
         .file("/srv/rootfs/etc/corral-rootfs", "corral rootfs\n", 0o644)
         .file("/etc/modules-load.d/ns.conf", "dummy\n", 0o644)
         .kernel_modules(vm::Kernel::host(), &["dummy"]);
-    for entry in std::fs::read_dir(&dir).expect("reading tests/vm/namespaces") {
-        let path = entry.expect("reading tests/vm/namespaces").path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if name.ends_with(".toml") {
-            overlay.copy(&path, Path::new("/etc/corral/units").join(name));
-        } else if name.ends_with(".sh") {
-            overlay.copy(&path, Path::new("/checks").join(name));
-        }
-    }
+    overlay.checks_dir(&dir, "/etc/corral/units");
     let overlay = overlay.build();
     let out = vm::Vm::new(vm::base_image())
         .initrd(overlay.path())

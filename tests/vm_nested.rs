@@ -16,17 +16,9 @@ fn nested_corrald_in_the_guest_kernel() {
         .binary(env!("CARGO_BIN_EXE_corrald"), "/init")
         .binary(env!("CARGO_BIN_EXE_corrald"), "/usr/bin/corrald")
         .binary(env!("CARGO_BIN_EXE_corralctl"), "/usr/bin/corralctl")
-        .dir("/var/log/corral", 0o755)
-        .copy(dir.join("nested.sh"), "/checks/nested.sh");
-    for (sub, guest) in [("", "/etc/corral/units"), ("inner", "/etc/corral/inner")] {
-        for entry in std::fs::read_dir(dir.join(sub)).expect("tests/vm/nested") {
-            let path = entry.expect("entry").path();
-            let name = path.file_name().unwrap().to_str().unwrap().to_string();
-            if name.ends_with(".toml") {
-                overlay.copy(&path, Path::new(guest).join(&name));
-            }
-        }
-    }
+        .dir("/var/log/corral", 0o755);
+    overlay.checks_dir(&dir, "/etc/corral/units");
+    overlay.checks_dir(dir.join("inner"), "/etc/corral/inner");
     let overlay = overlay.build();
     let out = vm::Vm::new(vm::base_image())
         .initrd(overlay.path())

@@ -538,6 +538,46 @@ impl Initramfs {
         self
     }
 
+    /// Every file under the host directory `host` at the same relative path under `guest`.
+    pub fn copy_tree(&mut self, host: impl AsRef<Path>, guest: impl AsRef<Path>) -> &mut Self {
+        let (host, guest) = (host.as_ref(), guest.as_ref());
+        for entry in
+            fs::read_dir(host).unwrap_or_else(|e| panic!("reading {}: {e}", host.display()))
+        {
+            let path = entry.expect("reading a directory entry").path();
+            let target = guest.join(path.file_name().expect("a directory entry has a name"));
+            if path.is_dir() {
+                self.copy_tree(&path, &target);
+            } else {
+                self.copy(&path, &target);
+            }
+        }
+        self
+    }
+
+    /// A VM test's directory of checks: every `*.toml` in `host` (not below) goes to the unit
+    /// directory `units`, every `*.sh` to `/checks`. Returns the unit files' names, sorted.
+    pub fn checks_dir(&mut self, host: impl AsRef<Path>, units: impl AsRef<Path>) -> Vec<String> {
+        let (host, units) = (host.as_ref(), units.as_ref());
+        let mut names = Vec::new();
+        for entry in
+            fs::read_dir(host).unwrap_or_else(|e| panic!("reading {}: {e}", host.display()))
+        {
+            let path = entry.expect("reading a directory entry").path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if name.ends_with(".toml") {
+                self.copy(&path, units.join(&name));
+                names.push(name);
+            } else if name.ends_with(".sh") {
+                self.copy(&path, Path::new("/checks").join(&name));
+            }
+        }
+        names.sort();
+        names
+    }
+
     /// A symlink at `guest` pointing to `target` (taken literally, resolved in the guest).
     pub fn symlink(&mut self, target: impl AsRef<Path>, guest: impl AsRef<Path>) -> &mut Self {
         let host = self.prepare(guest.as_ref());
