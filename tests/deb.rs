@@ -110,6 +110,7 @@ fn the_deb_installs_everything_it_should() {
         "/usr/bin/corrald",
         "/usr/bin/corralctl",
         "/usr/lib/systemd/system/corrald.service",
+        "/usr/lib/systemd/system/corrald-recover.service",
         "/usr/lib/systemd/user/corrald.service",
         "/usr/share/dbus-1/system.d/org.corral1.conf",
         "/usr/share/man/man1/corralctl.1.gz",
@@ -184,6 +185,11 @@ fn the_deb_installs_everything_it_should() {
     let script = |name: &str| std::fs::read_to_string(control.join(name)).unwrap_or_default();
     let (postinst, prerm) = (script("postinst"), script("prerm"));
     assert!(postinst.contains("daemon-reload"), "postinst: {postinst}");
+    // An upgrade re-executes a running corrald in place.
+    assert!(
+        postinst.contains("corralctl daemon-reexec"),
+        "postinst: {postinst}"
+    );
     for (name, text) in [("postinst", &postinst), ("prerm", &prerm)] {
         // Never started on install nor restarted on upgrade; stopped only on removal.
         for word in [
@@ -222,6 +228,24 @@ fn the_deb_installs_everything_it_should() {
         assert!(
             system.lines().any(|l| l == line),
             "corrald.service lacks {line}"
+        );
+    }
+    assert!(
+        system
+            .lines()
+            .any(|l| l == "OnFailure=corrald-recover.service"),
+        "corrald.service lacks its recovery"
+    );
+    let recover = read("/usr/lib/systemd/system/corrald-recover.service");
+    for line in [
+        "Type=notify",
+        "KillMode=process",
+        "Conflicts=corrald.service",
+        "ExecStart=/usr/bin/corrald --system --cgroup-root /sys/fs/cgroup/system.slice/corrald.service",
+    ] {
+        assert!(
+            recover.lines().any(|l| l == line),
+            "corrald-recover.service lacks {line}"
         );
     }
     let user = read("/usr/lib/systemd/user/corrald.service");
