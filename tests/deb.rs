@@ -214,50 +214,45 @@ fn the_deb_installs_everything_it_should() {
         std::fs::read_to_string(root.join(p.trim_start_matches('/')))
             .unwrap_or_else(|e| panic!("{p}: {e}"))
     };
-    let system = read("/usr/lib/systemd/system/corrald.service");
-    for line in [
-        "Type=notify",
-        "NotifyAccess=main",
-        "Delegate=yes",
-        "KillMode=process",
-        "ExecStart=/usr/bin/corrald --system",
-        "ExecReload=/usr/bin/corralctl reload",
-        "OOMPolicy=continue",
-        "Restart=on-failure",
-    ] {
-        assert!(
-            system.lines().any(|l| l == line),
-            "corrald.service lacks {line}"
-        );
-    }
-    assert!(
-        system
-            .lines()
-            .any(|l| l == "OnFailure=corrald-recover.service"),
-        "corrald.service lacks its recovery"
-    );
-    let recover = read("/usr/lib/systemd/system/corrald-recover.service");
-    for line in [
-        "Type=notify",
-        "KillMode=process",
-        "Conflicts=corrald.service",
-        "ExecStart=/usr/bin/corrald --system --cgroup-root /sys/fs/cgroup/system.slice/corrald.service",
-    ] {
-        assert!(
-            recover.lines().any(|l| l == line),
-            "corrald-recover.service lacks {line}"
-        );
-    }
-    let user = read("/usr/lib/systemd/user/corrald.service");
-    for line in [
-        "ExecStart=/usr/bin/corrald --user",
-        "Delegate=yes",
-        "KillMode=process",
-    ] {
-        assert!(
-            user.lines().any(|l| l == line),
-            "user corrald.service lacks {line}"
-        );
+    // Each unit file has these lines, exactly.
+    let units: [(&str, &[&str]); 3] = [
+        (
+            "/usr/lib/systemd/system/corrald.service",
+            &[
+                "Type=notify",
+                "NotifyAccess=main",
+                "Delegate=yes",
+                "KillMode=process",
+                "ExecStart=/usr/bin/corrald --system",
+                "ExecReload=/usr/bin/corralctl reload",
+                "OOMPolicy=continue",
+                "Restart=on-failure",
+                "OnFailure=corrald-recover.service",
+            ],
+        ),
+        (
+            "/usr/lib/systemd/system/corrald-recover.service",
+            &[
+                "Type=notify",
+                "KillMode=process",
+                "Conflicts=corrald.service",
+                "ExecStart=/usr/bin/corrald --system --cgroup-root /sys/fs/cgroup/system.slice/corrald.service",
+            ],
+        ),
+        (
+            "/usr/lib/systemd/user/corrald.service",
+            &[
+                "ExecStart=/usr/bin/corrald --user",
+                "Delegate=yes",
+                "KillMode=process",
+            ],
+        ),
+    ];
+    for (path, lines) in units {
+        let text = read(path);
+        for line in lines {
+            assert!(text.lines().any(|l| l == *line), "{path} lacks {line}");
+        }
     }
     // No bus activation file: corrald does not claim org.corral1 on the system bus yet, and
     // activation would start it only for the call to time out.

@@ -62,15 +62,7 @@ fn demo_boots_the_example_units() {
         .initrd(demo_dir.join("overlay.img"))
         .disk(disk.path())
         .timeout(std::time::Duration::from_secs(180))
-        .run();
-    eprintln!(
-        "demo VM: {:.2} s wall, {}",
-        out.wall.as_secs_f64(),
-        out.exit
-    );
-    if out.timed_out() {
-        out.fail("the demo VM timed out");
-    }
+        .run_reported("demo");
     out.assert_passed(&[
         "slice-cpu-cap",
         "active-web.service",

@@ -50,15 +50,7 @@ fn io_max_holds_in_the_guest_kernel() {
         .disk(vda.path())
         .disk(vdb.path())
         .timeout(Duration::from_secs(90))
-        .run();
-    eprintln!(
-        "VM io boot: {:.2} s wall, {}",
-        out.wall.as_secs_f64(),
-        out.exit
-    );
-    if out.timed_out() {
-        out.fail("the VM timed out");
-    }
+        .run_reported("io");
     out.assert_passed(&[
         "io-max-file",
         "io-max-partition",

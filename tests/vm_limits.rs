@@ -25,15 +25,7 @@ fn limits_hold_in_the_guest_kernel() {
     let out = vm::Vm::new(vm::base_image())
         .initrd(overlay.path())
         .timeout(std::time::Duration::from_secs(180))
-        .run();
-    eprintln!(
-        "VM limits boot: {:.2} s wall, {}",
-        out.wall.as_secs_f64(),
-        out.exit
-    );
-    if out.timed_out() {
-        out.fail("the VM timed out");
-    }
+        .run_reported("limits");
     out.assert_passed(&[
         "cpu-max",
         "nesting",

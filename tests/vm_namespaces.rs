@@ -35,15 +35,7 @@ fn namespaces_hold_in_the_guest_kernel() {
     let out = vm::Vm::new(vm::base_image())
         .initrd(overlay.path())
         .timeout(std::time::Duration::from_secs(180))
-        .run();
-    eprintln!(
-        "VM namespaces boot: {:.2} s wall, {}",
-        out.wall.as_secs_f64(),
-        out.exit
-    );
-    if out.timed_out() {
-        out.fail("the VM timed out");
-    }
+        .run_reported("namespaces");
     out.assert_passed(&[
         "pid",
         "hostname",

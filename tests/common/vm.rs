@@ -1105,6 +1105,21 @@ impl Vm {
         self
     }
 
+    /// [`Vm::run`], then prints how long the boot of `label` took and how it ended, and fails
+    /// the test if it timed out.
+    pub fn run_reported(&self, label: &str) -> VmOutput {
+        let out = self.run();
+        eprintln!(
+            "VM {label} boot: {:.2} s wall, {}",
+            out.wall.as_secs_f64(),
+            out.exit
+        );
+        if out.timed_out() {
+            out.fail("the VM timed out");
+        }
+        out
+    }
+
     /// The kernel command line this VM boots with.
     pub fn cmdline(&self) -> String {
         let quote = |s: &str| {
