@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use corral::bus::{
     Access, BUS_NAME, JobKind, LoadState, MANAGER_INTERFACE, MANAGER_PATH, ManagerHandle, Mode,
-    Notification, PrivateServer, Request, RequestError, ServerError, ServerInfo, UNIT_INTERFACE,
-    UnitProperties, UnitSummary,
+    Notification, Notifier, PrivateServer, Request, RequestError, ServerError, ServerInfo,
+    UNIT_INTERFACE, UnitProperties, UnitSummary,
 };
 use corral::manager::state::{ActiveState, JobResult, UnitResult};
 use corral::unit::UnitName;
 use futures_util::StreamExt;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use zbus::zvariant::OwnedObjectPath;
 use zbus::{AuthMechanism, Connection, Proxy};
 
@@ -71,7 +71,7 @@ enum Control {
 async fn fake_manager(
     mut rx: mpsc::Receiver<Request>,
     mut control: mpsc::Receiver<Control>,
-    notify: broadcast::Sender<Notification>,
+    notify: Notifier,
 ) {
     let mut units: BTreeMap<UnitName, UnitProperties> = [
         status("web.service", ActiveState::Active, "running", 4242),
@@ -195,18 +195,14 @@ struct Fixture {
     server: Option<PrivateServer>,
     control: mpsc::Sender<Control>,
     /// Each live connection task holds one subscription.
-    notify: broadcast::Sender<Notification>,
+    notify: Notifier,
 }
 
 /// A fake manager task and the handle the bus layer uses to reach it.
-fn spawn_fake_manager() -> (
-    ManagerHandle,
-    mpsc::Sender<Control>,
-    broadcast::Sender<Notification>,
-) {
+fn spawn_fake_manager() -> (ManagerHandle, mpsc::Sender<Control>, Notifier) {
     let (tx, rx) = mpsc::channel(16);
     let (control_tx, control_rx) = mpsc::channel(16);
-    let (notify, _) = broadcast::channel(64);
+    let notify = Notifier::new(64);
     tokio::spawn(fake_manager(rx, control_rx, notify.clone()));
     (ManagerHandle::new(tx, notify.clone()), control_tx, notify)
 }

@@ -16,13 +16,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use corral::boot::pid1::{self, Final};
-use corral::bus::{Access, ManagerHandle, Mode, PrivateServer, ServerInfo};
+use corral::bus::{Access, ManagerHandle, Mode, Notifier, PrivateServer, ServerInfo};
 use corral::cgroup::{HostInfo, RootRequest, Tree, decide_root};
 use corral::manager::executor::{Manager, Paths};
 use corral::manager::request::ShutdownKind;
 use corral::unit::{SearchPath, load_path};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -184,8 +184,12 @@ fn run(args: Args) -> anyhow::Result<Final> {
         .build()
         .context("starting the event loop")?;
     rt.block_on(async move {
+        // Before the socket is bound: a client (or a supervisor) that sees the socket may
+        // send SIGTERM at once, and until a handler exists its default action kills us.
+        let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
         let (requests_tx, requests_rx) = mpsc::channel(64);
-        let (notify_tx, _) = broadcast::channel(1024);
+        let notify_tx = Notifier::new(1024);
         let mut manager = Manager::new(units, tree, host, paths, notify_tx.clone())?;
         let info = ServerInfo::new(mode, root.path.display().to_string());
         let handle = ManagerHandle::new(requests_tx, notify_tx);
@@ -207,8 +211,6 @@ fn run(args: Args) -> anyhow::Result<Final> {
         ]) {
             tracing::warn!("telling our supervisor we are ready: {e}");
         }
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
         // As PID 1, SIGTERM powers off (what a container runtime's stop expects) and SIGINT
         // (ctrl-alt-del) reboots; otherwise both stop every unit and exit.
         let shutdown = async move {

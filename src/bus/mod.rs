@@ -16,19 +16,20 @@ pub mod access;
 pub mod error;
 pub mod hello;
 pub mod manager_object;
+pub mod objects;
 pub mod server;
 pub mod unit_object;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 
 use crate::unit::UnitName;
 
 pub use crate::manager::request::{
-    JobKind, LimitValue, LoadState, Notification, Request, RequestError, UnitProperties,
-    UnitSummary,
+    JobKind, LimitValue, LoadState, Notification, Notifier, Received, Request, RequestError,
+    Subscription, UnitProperties, UnitSummary,
 };
-pub use access::{Access, Mode};
+pub use access::{Access, Caller, Gate, Mode};
 pub use error::{CorralError, Error, ServerError};
 pub use server::{PrivateServer, ServerInfo};
 
@@ -59,26 +60,23 @@ pub fn unit_from_path(path: &str) -> Option<UnitName> {
 }
 
 /// The bus layer's link to the manager task: requests go in through an `mpsc`, announcements
-/// come out through a `broadcast` that every connection subscribes to.
+/// come out through a [`Notifier`] that every connection subscribes to.
 #[derive(Debug, Clone)]
 pub struct ManagerHandle {
     requests: mpsc::Sender<Request>,
-    notifications: broadcast::Sender<Notification>,
+    notifications: Notifier,
 }
 
 impl ManagerHandle {
-    /// The manager keeps the `mpsc::Receiver` and the `broadcast::Sender` (to announce on).
-    pub fn new(
-        requests: mpsc::Sender<Request>,
-        notifications: broadcast::Sender<Notification>,
-    ) -> Self {
+    /// The manager keeps the `mpsc::Receiver` and a clone of the [`Notifier`] (to announce on).
+    pub fn new(requests: mpsc::Sender<Request>, notifications: Notifier) -> Self {
         ManagerHandle {
             requests,
             notifications,
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Notification> {
+    pub fn subscribe(&self) -> Subscription {
         self.notifications.subscribe()
     }
 
@@ -103,12 +101,6 @@ impl ManagerHandle {
         let unit = unit.clone();
         Ok(self
             .ask(|reply| Request::GetProperties { unit, reply })
-            .await??)
-    }
-
-    pub(crate) async fn queue_job(&self, unit: UnitName, kind: JobKind) -> Result<u32, Error> {
-        Ok(self
-            .ask(|reply| Request::QueueJob { unit, kind, reply })
             .await??)
     }
 }
