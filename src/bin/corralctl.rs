@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use corral::ctl::client::{Client, socket_path};
+use corral::ctl::client::Client;
 use corral::ctl::views::{self, Status};
 use corral::ctl::{Cli, Command, generate, top, tree, verify};
 
@@ -57,8 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Every verb that talks to the daemon.
 async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
-    let path = socket_path(cli.address.as_deref(), cli.user)?;
-    let client = Client::connect(path).await?;
+    let client = Client::open(cli.address.as_deref(), cli.user).await?;
     match cli.command {
         Command::Verify { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled offline")

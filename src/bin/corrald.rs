@@ -5,9 +5,10 @@
 //! powers off (SIGTERM) or reboots (SIGINT) once every unit is down; it never exits and never
 //! panics into the kernel.
 //!
-//! The API is served on the private socket `RUNTIME/private`. Not yet here: the system or
-//! session bus (`--no-bus` is accepted and is what happens today), user-mode paths, and
-//! re-adoption of running services.
+//! The API is served on the private socket `RUNTIME/private` and, unless `--no-bus`, on the
+//! system bus (with `--user` the session bus) as `org.corral1`: connected whenever the bus
+//! socket is there, waited for with inotify when it isn't (at boot), reconnected when the bus
+//! restarts — see [`corral::bus::message_bus`]. The bus is never a reason to fail.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use corral::boot::pid1::{self, Final};
-use corral::bus::{Access, ManagerHandle, Mode, Notifier, PrivateServer, ServerInfo};
+use corral::bus::{
+    Access, BusServer, ManagerHandle, Mode, Notifier, PrivateServer, ServerInfo, bus_address,
+};
 use corral::cgroup::{HostInfo, RootRequest, Tree, decide_root};
 use corral::manager::executor::{Manager, Paths};
 use corral::manager::request::ShutdownKind;
@@ -179,6 +182,7 @@ fn run(args: Args) -> anyhow::Result<Final> {
     };
     let mode = if args.user { Mode::User } else { Mode::System };
     let socket = layout.runtime_dir.join("private");
+    let no_bus = args.no_bus;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -193,9 +197,12 @@ fn run(args: Args) -> anyhow::Result<Final> {
         let mut manager = Manager::new(units, tree, host, paths, notify_tx.clone())?;
         let info = ServerInfo::new(mode, root.path.display().to_string());
         let handle = ManagerHandle::new(requests_tx, notify_tx);
-        let server = PrivateServer::bind(&socket, info, Access::for_mode(mode), handle)
+        let access = Access::for_mode(mode);
+        let server = PrivateServer::bind(&socket, info.clone(), access, handle.clone())
             .with_context(|| format!("serving {}", socket.display()))?;
         tracing::info!("serving the API on {}", socket.display());
+        // The bus comes and goes on its own (at boot it is not up yet); never fatal.
+        let bus = (!no_bus).then(|| BusServer::spawn(bus_address(mode), info, access, handle));
         // Services still running from an earlier corrald (a crash, an upgrade) are adopted
         // before anything starts: same PIDs, no restart, no duplicate.
         let adopted = manager.adopt();
@@ -226,6 +233,9 @@ fn run(args: Args) -> anyhow::Result<Final> {
                 how
             })
             .await?;
+        if let Some(bus) = bus {
+            bus.shutdown();
+        }
         server.shutdown();
         Ok::<_, anyhow::Error>(match how {
             ShutdownKind::Reboot => Final::Reboot,

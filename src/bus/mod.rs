@@ -16,9 +16,11 @@ pub mod access;
 pub mod error;
 pub mod hello;
 pub mod manager_object;
+pub mod message_bus;
 pub mod objects;
 pub mod server;
 pub mod unit_object;
+pub mod watch;
 
 use tokio::sync::{mpsc, oneshot};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath};
@@ -31,6 +33,7 @@ pub use crate::manager::request::{
 };
 pub use access::{Access, Caller, Gate, Mode};
 pub use error::{CorralError, Error, ServerError};
+pub use message_bus::{BusServer, bus_address};
 pub use server::{PrivateServer, ServerInfo};
 
 /// The well-known bus name.
