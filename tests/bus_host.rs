@@ -38,26 +38,6 @@ const UNIT: &str = "org.corral1.Unit";
 const WEB: &str = "/org/corral1/unit/web_2eservice";
 const NOBODY: u32 = 65534;
 
-/// Who owns `org.corral1` on the bus at `address`, if anyone.
-fn owner(address: &str) -> Option<String> {
-    let out = busctl(
-        address,
-        None,
-        &[
-            "call",
-            "org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus",
-            "GetNameOwner",
-            "s",
-            NAME,
-        ],
-    );
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// Starts the bus daemon at `address` and waits for corrald to take its name there.
 fn start_bus(config: &Path, address: &str) -> Bus {
     let bus = Bus::start(config, None);
@@ -69,7 +49,7 @@ fn start_bus(config: &Path, address: &str) -> Bus {
     wait_for(
         "corrald to own org.corral1",
         Duration::from_secs(10),
-        || owner(address).is_some(),
+        || bus::owner(address, NAME).is_some(),
     );
     bus
 }

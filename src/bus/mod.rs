@@ -1,16 +1,21 @@
 //! The D-Bus API (DESIGN §4): `org.corral1.Manager` at `/org/corral1`, one `org.corral1.Unit`
-//! object per unit at `/org/corral1/unit/ESCAPED`, served on the private peer-to-peer socket
-//! ([`server`]) — and, later, on the system or session bus.
+//! object per unit at `/org/corral1/unit/ESCAPED`, served on two transports: the private
+//! peer-to-peer socket ([`server`]), and the system or session bus ([`message_bus`]), which
+//! corrald joins whenever its socket is there (waited for with inotify, [`watch`]).
 //!
-//! The bus layer owns no unit state. Interface methods check the caller's privilege
-//! ([`access`]), parse names, then `send` a [`Request`] to the manager task and await its
-//! `oneshot` reply; what the manager announces ([`Notification`]) is turned into signals and
-//! object (un)registrations on every connection. [`ManagerHandle`] is the pair of channels.
+//! The bus layer owns no unit state. Interface methods go through a [`Gate`] ([`access`]):
+//! state-changing ones have the caller judged by kernel credentials first, then names are
+//! parsed and a [`Request`] is sent to the manager task, whose `oneshot` reply is awaited. What
+//! the manager announces ([`Notification`], through a [`Notifier`]) is turned into signals and
+//! object (un)registrations on every connection of either transport by one piece of code
+//! ([`objects`]). [`ManagerHandle`] is the pair of channels.
 //!
-//! Layout: the manager boundary is [`crate::manager::request`] (zbus-free); [`error`] (stable error names),
-//! [`access`] (who may change state), [`hello`] (the `org.freedesktop.DBus.Hello` shim busctl
-//! needs on a peer-to-peer socket), [`manager_object`] and [`unit_object`] (the interfaces),
-//! [`server`] (socket, accept loop, per-connection task).
+//! Layout: the manager boundary is [`crate::manager::request`] (zbus-free); [`error`] (stable
+//! error names), [`access`] (who may change state, and who is calling), [`hello`] (the
+//! `org.freedesktop.DBus.Hello` shim busctl needs on a peer-to-peer socket), [`manager_object`]
+//! and [`unit_object`] (the interfaces), [`objects`] (what a connection serves and how it
+//! follows the manager), [`server`] (private socket, accept loop, per-connection task),
+//! [`message_bus`] (the bus connection's life) and [`watch`] (waiting for a path).
 
 pub mod access;
 pub mod error;

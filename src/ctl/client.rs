@@ -102,6 +102,8 @@ pub struct UnitRow {
 /// A connected client.
 pub struct Client {
     conn: Connection,
+    /// [`JOB_QUIET`], unless a test wants it shorter.
+    job_quiet: Duration,
 }
 
 impl Client {
@@ -139,7 +141,10 @@ impl Client {
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, build)
             .await
             .map_err(|_| ClientError::Call(format!("no answer within {CONNECT_TIMEOUT:?}")))??;
-        Ok(Client { conn })
+        Ok(Client {
+            conn,
+            job_quiet: JOB_QUIET,
+        })
     }
 
     pub async fn connect(path: PathBuf) -> Result<Client, ClientError> {
@@ -154,7 +159,16 @@ impl Client {
             .auth_mechanism(zbus::AuthMechanism::External)
             .build()
             .await?;
-        Ok(Client { conn })
+        Ok(Client {
+            conn,
+            job_quiet: JOB_QUIET,
+        })
+    }
+
+    /// Reads a job's unit after `quiet` without its `JobRemoved`, instead of [`JOB_QUIET`].
+    pub fn with_job_quiet(mut self, quiet: Duration) -> Self {
+        self.job_quiet = quiet;
+        self
     }
 
     async fn manager(&self) -> Result<Proxy<'static>, ClientError> {
@@ -220,7 +234,7 @@ impl Client {
     ) -> Result<String, ClientError> {
         let began = Instant::now();
         loop {
-            match tokio::time::timeout(JOB_QUIET, removed.next()).await {
+            match tokio::time::timeout(self.job_quiet, removed.next()).await {
                 Ok(Some(msg)) => {
                     let (job, _unit, result): (u32, String, String) = msg.body().deserialize()?;
                     if job == id {

@@ -163,6 +163,26 @@ pub fn busctl(address: &str, uid: Option<u32>, args: &[&str]) -> Output {
         .expect("running busctl")
 }
 
+/// Who owns `name` on the bus at `address`, if anyone.
+pub fn owner(address: &str, name: &str) -> Option<String> {
+    let out = busctl(
+        address,
+        None,
+        &[
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "GetNameOwner",
+            "s",
+            name,
+        ],
+    );
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// The call was refused with AccessDenied (busctl shows the error as sd-bus words it).
 pub fn rejected(out: &Output) -> bool {
     let err = String::from_utf8_lossy(&out.stderr);
