@@ -2,7 +2,8 @@
 //! delegated cgroup and a private `dbus-daemon` with a system-bus-like configuration that
 //! includes `dbus/org.corral1.conf`. corrald starts **before** the bus exists (as PID 1 does
 //! at boot) — not even the socket's directory is there — and must take `org.corral1` once the
-//! bus comes up, without a retry timer; then:
+//! bus comes up, without a retry timer (it doesn't wake while it waits, and does when the
+//! directory appears); then:
 //! - root calls, introspects and reads through the bus name, and receives `JobRemoved`,
 //!   `UnitStateChanged` and `PropertiesChanged` over the bus;
 //! - uid 65534 (through setpriv) reads, and is refused every state change with `AccessDenied`
@@ -12,6 +13,9 @@
 //!   corrald, still serving its private socket meanwhile, takes the name again;
 //! - `corralctl` as uid 65534, with no `--address`, can't open the private socket and falls
 //!   back to the bus: `list` and `status` work, `start` is AccessDenied.
+//!
+//! And with `org.corral1` already owned by another connection, corrald warns, naming the
+//! owner, and serves the API on its unique name.
 //!
 //! Needs root, a cgroup2 mount, `dbus-daemon`, `busctl` and `setpriv`; without them it says
 //! why and skips.
@@ -52,6 +56,22 @@ fn start_bus(config: &Path, address: &str) -> Bus {
         || bus::owner(address, NAME).is_some(),
     );
     bus
+}
+
+/// Context switches of every thread of `pid` so far: unchanged means it never woke.
+fn context_switches(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads");
+    let mut total = 0;
+    for task in tasks {
+        let status = std::fs::read_to_string(task.expect("a thread").path().join("status"))
+            .expect("a thread's status");
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
 }
 
 fn stdout(out: &Output) -> String {
@@ -98,11 +118,19 @@ async fn corrald_waits_for_the_system_bus_serves_it_and_survives_its_restart() {
         eprintln!("skipped: no cgroup2 mount on this host");
         return;
     };
-    // Serving its private socket, waiting for the bus.
+    // Serving its private socket, waiting for the bus — without ever waking up: no retry
+    // timer, only inotify, which wakes it when the way to the socket changes.
     let out = d.ctl(&["list"]);
     assert!(stdout(&out).contains("web.service"), "{}", show(&out));
-
+    let pid = d.child.id();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = context_switches(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(context_switches(pid), before, "corrald woke up while idle");
     std::fs::create_dir(dir.path().join("dbus")).expect("mkdir");
+    wait_for("corrald to notice dbus/", Duration::from_secs(5), || {
+        context_switches(pid) > before
+    });
     let bus = start_bus(&config, &address);
 
     // Root: calls, introspection and properties through the bus name.
@@ -339,4 +367,86 @@ async fn corrald_waits_for_the_system_bus_serves_it_and_survives_its_restart() {
     assert!(status.success(), "{log}");
     assert_eq!(log.matches("acquired org.corral1").count(), 2, "{log}");
     assert!(log.contains("disconnected from the system bus"), "{log}");
+}
+
+/// DESIGN §1: a well-known name already owned by another daemon is a warning, not a failure.
+/// corrald names the owner in its log and serves the whole API on its unique name. (A
+/// session-like bus, so that root may call a unique name; the system policy opens only
+/// `org.corral1`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_owned_by_another_is_a_warning_and_the_api_stays_on_the_unique_name() {
+    if let Some(why) = bus::missing_tools() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("bus");
+    let config = dir.path().join("bus.conf");
+    std::fs::write(&config, bus::session_config(&socket)).expect("writing the bus configuration");
+    let bus = Bus::start(&config, None);
+    let other = zbus::connection::Builder::address(bus.address.as_str())
+        .expect("address")
+        .name(NAME)
+        .expect("name")
+        .build()
+        .await
+        .expect("the other owner takes org.corral1");
+    let other_name = other.unique_name().expect("a unique name").to_string();
+
+    let units = [(
+        "web.service.toml",
+        "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
+    )];
+    let address = format!("unix:path={}", socket.display());
+    let Some(d) = Daemon::start_on_bus(
+        "busname",
+        &units,
+        &[("DBUS_SYSTEM_BUS_ADDRESS", Path::new(&address))],
+    ) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    // corrald's connection: the unique name whose process is corrald.
+    let driver = zbus::fdo::DBusProxy::new(&other).await.expect("bus proxy");
+    let pid = d.child.id();
+    let mut corrald_name = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while corrald_name.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "corrald never connected to the bus"
+        );
+        for name in driver.list_names().await.expect("ListNames") {
+            if name.starts_with(':')
+                && driver
+                    .get_connection_unix_process_id(name.as_ref())
+                    .await
+                    .is_ok_and(|p| p == pid)
+            {
+                corrald_name = Some(name.to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let corrald_name = corrald_name.unwrap_or_default();
+    let out = busctl(
+        &address,
+        None,
+        &["call", &corrald_name, "/org/corral1", MANAGER, "ListUnits"],
+    );
+    assert!(stdout(&out).contains("web.service"), "{}", show(&out));
+    assert_eq!(
+        bus::owner(&address, NAME),
+        Some(format!("s \"{other_name}\"")),
+        "the name stays with its owner"
+    );
+
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    let warning = format!(
+        "org.corral1 is owned by {other_name} (pid {}, uid 0); serving on {corrald_name} only",
+        std::process::id()
+    );
+    assert!(log.contains(&warning), "no {warning:?} in {log}");
+    drop(bus);
 }
