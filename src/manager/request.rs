@@ -364,7 +364,9 @@ pub struct Subscription {
 impl Subscription {
     /// The next announcement. A state change announced before a job result comes first, as
     /// the manager sent them: the broadcast is drained before the job queue (both are filled
-    /// by the one manager task, and a receiver sees everything sent before it was woken).
+    /// by the one manager task, and a receiver sees everything sent before it was woken). A
+    /// job result may overtake a state change announced after it; properties are read fresh,
+    /// so a client that reads state after `JobRemoved` sees it current either way.
     pub async fn recv(&mut self) -> Received {
         tokio::select! {
             biased;
