@@ -202,6 +202,36 @@ fn tells_its_own_supervisor_when_ready_and_stopping() {
     assert!(status.success(), "{log}");
 }
 
+/// Bug: the SIGTERM handler was installed after the socket was bound, so a SIGTERM sent as
+/// soon as the socket appeared (a supervisor stopping a daemon it just saw come up) killed
+/// corrald outright, its units unstopped. Sent at the first sight of the socket, it must mean
+/// "stop every unit and exit" — a clean exit, not death by the signal.
+#[test]
+fn sigterm_as_soon_as_the_socket_appears_is_a_clean_stop() {
+    let units = [(
+        "a.service.toml",
+        "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
+    )];
+    let Some(d) = daemon::Daemon::spawn_unwaited("early-term", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let sock = d.socket();
+    let start = Instant::now();
+    // Spinning, not sleeping: the signal must land as close to the bind as we can get.
+    while !sock.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "corrald never bound its socket"
+        );
+        std::hint::spin_loop();
+    }
+    let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (status, log) = d.stop();
+    assert!(status.success(), "{status}: {log}");
+}
+
 /// A crashed corrald's services keep running; the next corrald adopts them — same PIDs, no
 /// restart, no duplicate — and can still stop them; an adopted process's exit is seen.
 #[test]

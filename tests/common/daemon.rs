@@ -81,6 +81,25 @@ impl Daemon {
         env: &[(&str, &Path)],
         bus: bool,
     ) -> Option<Daemon> {
+        let d = Daemon::spawn(name, units, env, bus)?;
+        let sock = d.socket();
+        wait_for("the private socket", Duration::from_secs(10), || {
+            sock.exists()
+        });
+        Some(d)
+    }
+
+    /// Starts corrald (without the bus) and returns at once, before it serves anything.
+    pub fn spawn_unwaited(name: &str, units: &[(&str, String)]) -> Option<Daemon> {
+        Daemon::spawn(name, units, &[], false)
+    }
+
+    fn spawn(
+        name: &str,
+        units: &[(&str, String)],
+        env: &[(&str, &Path)],
+        bus: bool,
+    ) -> Option<Daemon> {
         let root = TestRoot::new(name)?;
         let dir = tempfile::tempdir().expect("tempdir");
         let unit_dir = dir.path().join("units");
@@ -89,17 +108,12 @@ impl Daemon {
             std::fs::write(unit_dir.join(file), text).expect("unit file");
         }
         let child = spawn_corrald(&root.0, dir.path(), env, bus);
-        let d = Daemon {
+        Some(Daemon {
             child,
             root,
             dir,
             bus,
-        };
-        let sock = d.socket();
-        wait_for("the private socket", Duration::from_secs(10), || {
-            sock.exists()
-        });
-        Some(d)
+        })
     }
 
     /// SIGKILLs corrald (a crash: its services stay) and starts it again on the same tree
