@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use zbus::Connection;
 use zbus::connection::Builder;
 use zbus::fdo::{DBusProxy, RequestNameFlags, RequestNameReply};
@@ -209,7 +209,8 @@ async fn watch_and_serve(shared: &Shared, path: &Path) -> std::io::Result<()> {
 }
 
 /// One bus session: registers the objects, connects, requests the name and follows the
-/// manager until the bus closes the connection (`Ok`) or something fails.
+/// manager until the connection ends (`Ok`: the bus closed it or its socket failed) or
+/// something of ours fails.
 async fn serve(shared: &Shared, builder: Builder<'static>) -> Result<(), ServeError> {
     let gate = Gate::new(shared.manager.clone(), shared.access, Caller::Bus);
     let (builder, objects, notifications) =
@@ -225,9 +226,19 @@ async fn serve(shared: &Shared, builder: Builder<'static>) -> Result<(), ServeEr
         shared.label, shared.address
     );
     request_name(&conn, &unique).await;
-    objects
+    match objects
         .follow(&conn, notifications, &format!("the {}", shared.label))
         .await
+    {
+        // Writing a signal to a bus that just went away fails before the reader has seen
+        // the end of the connection: that is the bus leaving too, not a failure of ours.
+        Err(ServeError::Zbus(zbus::Error::InputOutput(e))) => {
+            debug!("the {} connection failed: {e}", shared.label);
+            Ok(())
+        }
+        Err(_) if conn.is_closed() => Ok(()),
+        other => other,
+    }
 }
 
 /// Asks for `org.corral1`; never fails the session. Not queued, and not replaceable: a name
