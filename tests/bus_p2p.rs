@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use corral::bus::{
     Access, BUS_NAME, JobKind, LoadState, MANAGER_INTERFACE, MANAGER_PATH, ManagerHandle, Mode,
-    Notification, PrivateServer, Request, RequestError, ServerError, ServerInfo, UNIT_INTERFACE,
-    UnitProperties, UnitSummary,
+    Notification, Notifier, PrivateServer, Request, RequestError, ServerError, ServerInfo,
+    UNIT_INTERFACE, UnitProperties, UnitSummary,
 };
 use corral::manager::state::{ActiveState, JobResult, UnitResult};
 use corral::unit::UnitName;
 use futures_util::StreamExt;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use zbus::zvariant::OwnedObjectPath;
 use zbus::{AuthMechanism, Connection, Proxy};
 
@@ -65,13 +65,18 @@ fn status(
 enum Control {
     Add(Box<UnitProperties>),
     Remove(UnitName),
+    /// From now on, end jobs without announcing `JobRemoved` (a lost signal).
+    LoseJobResults,
+    /// Announce this many state changes and job results in one turn, far more than the
+    /// notification buffer holds: job ids from 100000 up.
+    Burst(u32),
 }
 
 /// The fake manager: one task owning a table, answering requests as the real one will.
 async fn fake_manager(
     mut rx: mpsc::Receiver<Request>,
     mut control: mpsc::Receiver<Control>,
-    notify: broadcast::Sender<Notification>,
+    notify: Notifier,
 ) {
     let mut units: BTreeMap<UnitName, UnitProperties> = [
         status("web.service", ActiveState::Active, "running", 4242),
@@ -82,6 +87,7 @@ async fn fake_manager(
     .map(|s| (s.name.clone(), s))
     .collect();
     let mut next_job = 1;
+    let mut lose_job_results = false;
     loop {
         let req = tokio::select! {
             req = rx.recv() => match req {
@@ -98,6 +104,21 @@ async fn fake_manager(
                     Control::Remove(unit) => {
                         units.remove(&unit);
                         let _ = notify.send(Notification::UnitRemoved(unit));
+                    }
+                    Control::LoseJobResults => lose_job_results = true,
+                    Control::Burst(n) => {
+                        for i in 0..n {
+                            notify.send(Notification::UnitStateChanged {
+                                unit: name("web.service"),
+                                active_state: ActiveState::Active,
+                                sub_state: "running",
+                            });
+                            notify.send(Notification::JobRemoved {
+                                id: 100_000 + i,
+                                unit: name("web.service"),
+                                result: JobResult::Done,
+                            });
+                        }
                     }
                 }
                 continue;
@@ -178,11 +199,13 @@ async fn fake_manager(
                     active_state: st.active_state,
                     sub_state: st.sub_state,
                 });
-                let _ = notify.send(Notification::JobRemoved {
-                    id,
-                    unit,
-                    result: JobResult::Done,
-                });
+                if !lose_job_results {
+                    let _ = notify.send(Notification::JobRemoved {
+                        id,
+                        unit,
+                        result: JobResult::Done,
+                    });
+                }
             }
         }
     }
@@ -195,18 +218,14 @@ struct Fixture {
     server: Option<PrivateServer>,
     control: mpsc::Sender<Control>,
     /// Each live connection task holds one subscription.
-    notify: broadcast::Sender<Notification>,
+    notify: Notifier,
 }
 
 /// A fake manager task and the handle the bus layer uses to reach it.
-fn spawn_fake_manager() -> (
-    ManagerHandle,
-    mpsc::Sender<Control>,
-    broadcast::Sender<Notification>,
-) {
+fn spawn_fake_manager() -> (ManagerHandle, mpsc::Sender<Control>, Notifier) {
     let (tx, rx) = mpsc::channel(16);
     let (control_tx, control_rx) = mpsc::channel(16);
-    let (notify, _) = broadcast::channel(64);
+    let notify = Notifier::new(64);
     tokio::spawn(fake_manager(rx, control_rx, notify.clone()));
     (ManagerHandle::new(tx, notify.clone()), control_tx, notify)
 }
@@ -846,6 +865,55 @@ async fn unit_objects_follow_the_manager() {
     let text = stdout(&out);
     assert!(text.contains("/org/corral1/unit/late_2eservice"), "{text}");
     assert!(!text.contains("web_2eservice"), "{text}");
+}
+
+/// Bug: in a burst larger than the notification buffer, a connection lost `JobRemoved`
+/// signals (it only resynced its objects). Every job result must arrive; state changes may be
+/// coalesced.
+#[tokio::test]
+async fn a_burst_never_loses_a_job_removed() {
+    const N: u32 = 2000;
+    let fx = Fixture::start();
+    let conn = fx.client().await;
+    let manager = manager_proxy(&conn).await;
+    let mut removed = manager.receive_signal("JobRemoved").await.expect("match");
+    fx.control
+        .send(Control::Burst(N))
+        .await
+        .expect("fake manager");
+    let mut ids = Vec::new();
+    tokio::time::timeout(TIMEOUT, async {
+        while ids.len() < N as usize {
+            let msg = removed.next().await.expect("signal stream");
+            let (id, _, _): (u32, String, String) = msg.body().deserialize().expect("(uss)");
+            ids.push(id);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {N} JobRemoved arrived", ids.len()));
+    assert_eq!(ids, (100_000..100_000 + N).collect::<Vec<u32>>());
+}
+
+/// corralctl's safety net: a job whose `JobRemoved` never comes ends once its unit is seen in
+/// the state the job wanted, instead of waiting forever.
+#[tokio::test]
+async fn a_client_does_not_wait_forever_for_a_lost_job_removed() {
+    let fx = Fixture::start();
+    fx.control
+        .send(Control::LoseJobResults)
+        .await
+        .expect("fake manager");
+    let client = corral::ctl::client::Client::connect(fx.sock.clone())
+        .await
+        .expect("corralctl's client")
+        .with_job_quiet(Duration::from_millis(200));
+    for (method, unit) in [("StartUnit", "db.service"), ("StopUnit", "web.service")] {
+        let result = tokio::time::timeout(TIMEOUT, client.job(method, unit, false))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {unit}: still waiting"))
+            .expect("the job");
+        assert_eq!(result, "done", "{method} {unit}");
+    }
 }
 
 #[tokio::test]

@@ -202,6 +202,61 @@ fn tells_its_own_supervisor_when_ready_and_stopping() {
     assert!(status.success(), "{log}");
 }
 
+/// Bug: the SIGTERM handler was installed after the socket was bound, so a SIGTERM sent as
+/// soon as the socket appeared (a supervisor stopping a daemon it just saw come up) killed
+/// corrald outright, its units unstopped. Sent at the first sight of the socket (while the
+/// autostart unit is being started, which keeps the old window open for milliseconds), it must
+/// be handled: corrald stops its units — the stop within milliseconds of the start included —
+/// and exits cleanly instead of dying by the signal.
+#[test]
+fn sigterm_as_soon_as_the_socket_appears_is_handled() {
+    use std::os::unix::process::ExitStatusExt;
+    let units = [(
+        "a.service.toml",
+        "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
+    )];
+    let Some(mut d) = daemon::Daemon::spawn_unwaited("early-term", &units) else {
+        eprintln!("skipped: no cgroup2 mount on this host");
+        return;
+    };
+    let sock = d.socket();
+    let start = Instant::now();
+    // Spinning, not sleeping: the signal must land as close to the bind as we can get.
+    while !sock.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "corrald never bound its socket"
+        );
+        std::hint::spin_loop();
+    }
+    let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    // Generous: a stop that misses its unit's end waits out stop-timeout (10 s) twice.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = d.child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = d.child.kill();
+            break d.child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut log = String::new();
+    if let Some(mut e) = d.child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut log);
+    }
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGTERM),
+        "corrald died of the SIGTERM: {log}"
+    );
+    assert!(log.contains("stopping every unit"), "{status}: {log}");
+    assert!(status.success(), "{status}: {log}");
+    assert!(log.contains("every unit stopped"), "{log}");
+}
+
 /// A crashed corrald's services keep running; the next corrald adopts them — same PIDs, no
 /// restart, no duplicate — and can still stop them; an adopted process's exit is seen.
 #[test]

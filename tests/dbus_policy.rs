@@ -10,14 +10,17 @@
 //! `dbus-daemon`, `busctl` and `setpriv` (the `dbus`, `systemd` and `util-linux` packages, in
 //! scripts/vm-deps) and root; without them it says why and skips.
 
+#[path = "common/bus.rs"]
+mod bus;
 #[path = "common/golden.rs"]
 mod golden;
 #[path = "common/xml.rs"]
 mod xml;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
+
+use bus::{Bus, rejected, show};
 
 use xml::Elem;
 use zbus::interface;
@@ -117,58 +120,6 @@ fn the_policy_file_allows_the_whole_api_and_only_root_owns_the_name() {
     );
 }
 
-/// The system bus's own defaults (as in Debian's /usr/share/dbus-1/system.conf: method calls
-/// are closed unless a service's file opens them), listening on `socket`, plus our file.
-fn bus_config(socket: &std::path::Path, policy: &std::path::Path) -> String {
-    format!(
-        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path={socket}</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>{policy}</include>
-</busconfig>
-"#,
-        socket = socket.display(),
-        policy = policy.display()
-    )
-}
-
-/// dbus-daemon, killed on drop.
-struct Bus(Child);
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// The stand-in for corrald.
 struct Stub;
 
@@ -179,60 +130,20 @@ impl Stub {
     }
 }
 
-/// busctl on the test bus, as root or (through setpriv) as uid 65534.
+/// busctl on the test bus, as root or (through setpriv) as uid 65534, off the runtime (the
+/// stub answers on it).
 async fn busctl(address: &str, nobody: bool, args: &[&str]) -> Output {
-    let mut cmd = if nobody {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "busctl",
-        ]);
-        c
-    } else {
-        Command::new("busctl")
-    };
-    cmd.arg(format!("--address={address}"))
-        .args(["--timeout=5", "--no-pager"])
-        .args(args);
+    let mut cmd = bus::busctl_command(address, nobody.then_some(65534), args);
     tokio::task::spawn_blocking(move || cmd.output().expect("running busctl"))
         .await
         .expect("busctl thread")
 }
 
-/// The call was refused with AccessDenied. Only the bus can say so here: the stub never does.
-/// (busctl shows the error as sd-bus words it, not the bus's own message.)
-fn rejected(out: &Output) -> bool {
-    let err = String::from_utf8_lossy(&out.stderr);
-    !out.status.success()
-        && ["Access denied", "AccessDenied", "Permission denied"]
-            .iter()
-            .any(|s| err.contains(s))
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {}, stdout {:?}, stderr {:?}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[tokio::test]
 async fn a_dbus_daemon_with_the_policy_lets_everyone_call_the_api_and_only_root_own_it() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: switching to uid 65534 needs root");
+    if let Some(why) = bus::missing_tools() {
+        eprintln!("skipped: {why}");
         return;
-    }
-    for program in ["dbus-daemon", "busctl", "setpriv"] {
-        if !have(program) {
-            eprintln!("skipped: {program} is not installed (see scripts/vm-deps)");
-            return;
-        }
     }
     let dir = tempfile::tempdir().expect("tempdir");
     // uid 65534 must reach the socket inside.
@@ -241,30 +152,11 @@ async fn a_dbus_daemon_with_the_policy_lets_everyone_call_the_api_and_only_root_
     let config = dir.path().join("system.conf");
     std::fs::write(
         &config,
-        bus_config(&socket, &golden::repo_path("dbus/org.corral1.conf")),
+        bus::system_config(&socket, &golden::repo_path("dbus/org.corral1.conf")),
     )
     .expect("writing the bus configuration");
-
-    let mut child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config.display()))
-        .args(["--nofork", "--nopidfile", "--nosyslog", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting dbus-daemon");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut bus = Bus(child);
-    // The address comes once the configuration (ours included) has parsed and the socket is
-    // bound; a configuration error ends the daemon instead.
-    let mut address = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut address);
-    let address = address.trim().to_string();
-    if address.is_empty() {
-        panic!(
-            "dbus-daemon refused the configuration: {}",
-            ended(&mut bus.0)
-        );
-    }
+    let bus = Bus::start(&config, None);
+    let address = bus.address.clone();
 
     // The stub owns the name, as root.
     let _stub = zbus::connection::Builder::address(address.as_str())
@@ -368,14 +260,4 @@ async fn a_dbus_daemon_with_the_policy_lets_everyone_call_the_api_and_only_root_
     // 2: queued behind the stub, which holds the name; not refused.
     assert!(out.status.success(), "RequestName as root: {}", show(&out));
     drop(bus);
-}
-
-/// How a dead child ended and what it wrote on stderr, for a failure message.
-fn ended(child: &mut Child) -> String {
-    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
-    format!("{status}: {err}")
 }

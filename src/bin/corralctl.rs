@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use corral::ctl::client::{Client, socket_path};
+use corral::ctl::client::Client;
 use corral::ctl::views::{self, Status};
 use corral::ctl::{Cli, Command, generate, top, tree, verify};
 
@@ -57,8 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Every verb that talks to the daemon.
 async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
-    let path = socket_path(cli.address.as_deref(), cli.user)?;
-    let client = Client::connect(path.clone()).await?;
+    let client = Client::open(cli.address.as_deref(), cli.user).await?;
     match cli.command {
         Command::Verify { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled offline")
@@ -220,8 +219,7 @@ async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::DaemonReexec => {
-            client.call_unit_method("Reexec", &()).await?;
-            await_reexec(&client, path).await?;
+            client.reexec(cli.address.as_deref(), cli.user).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Start { names, no_block } => job(&client, "StartUnit", &names, no_block).await,
@@ -251,30 +249,6 @@ async fn follow_log(client: &Client, name: &str, lines: u32) -> anyhow::Result<E
         }
         window = next;
     }
-}
-
-/// Waits until the re-executed daemon answers: the old one closes our connection as it
-/// executes, the new one serves the socket again once it has adopted every service.
-async fn await_reexec(client: &Client, path: std::path::PathBuf) -> anyhow::Result<()> {
-    const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
-    tokio::time::timeout(LIMIT, async {
-        client.closed().await;
-        loop {
-            if let Ok(new) = Client::connect(path.clone()).await
-                && new.ping().await.is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "corrald did not answer on {} within {LIMIT:?} of re-executing",
-            path.display()
-        )
-    })
 }
 
 async fn job(

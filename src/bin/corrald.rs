@@ -5,9 +5,10 @@
 //! powers off (SIGTERM) or reboots (SIGINT) once every unit is down; it never exits and never
 //! panics into the kernel.
 //!
-//! The API is served on the private socket `RUNTIME/private`. Not yet here: the system or
-//! session bus (`--no-bus` is accepted and is what happens today), user-mode paths, and
-//! re-adoption of running services.
+//! The API is served on the private socket `RUNTIME/private` and, unless `--no-bus`, on the
+//! system bus (with `--user` the session bus) as `org.corral1`: connected whenever the bus
+//! socket is there, waited for with inotify when it isn't (at boot), reconnected when the bus
+//! restarts — see [`corral::bus::message_bus`]. The bus is never a reason to fail.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -18,13 +19,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use corral::boot::pid1::{self, Final};
-use corral::bus::{Access, ManagerHandle, Mode, PrivateServer, ServerInfo};
+use corral::bus::{
+    Access, BusServer, ManagerHandle, Mode, Notifier, PrivateServer, ServerInfo, bus_address,
+};
 use corral::cgroup::{HostInfo, RootRequest, Tree, decide_root};
 use corral::manager::executor::{Manager, Paths};
 use corral::manager::request::ShutdownKind;
 use corral::unit::{SearchPath, load_path};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -185,19 +188,27 @@ fn run(args: Args, inherited: HashMap<String, OwnedFd>) -> anyhow::Result<Final>
     };
     let mode = if args.user { Mode::User } else { Mode::System };
     let socket = layout.runtime_dir.join("private");
+    let no_bus = args.no_bus;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
     rt.block_on(async move {
+        // Before the socket is bound: a client (or a supervisor) that sees the socket may
+        // send SIGTERM at once, and until a handler exists its default action kills us.
+        let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
         let (requests_tx, requests_rx) = mpsc::channel(64);
-        let (notify_tx, _) = broadcast::channel(1024);
+        let notify_tx = Notifier::new(1024);
         let mut manager = Manager::new(units, tree, host, paths, notify_tx.clone())?;
         let info = ServerInfo::new(mode, root.path.display().to_string());
         let handle = ManagerHandle::new(requests_tx, notify_tx);
-        let server = PrivateServer::bind(&socket, info, Access::for_mode(mode), handle)
+        let access = Access::for_mode(mode);
+        let server = PrivateServer::bind(&socket, info.clone(), access, handle.clone())
             .with_context(|| format!("serving {}", socket.display()))?;
         tracing::info!("serving the API on {}", socket.display());
+        // The bus comes and goes on its own (at boot it is not up yet); never fatal.
+        let bus = (!no_bus).then(|| BusServer::spawn(bus_address(mode), info, access, handle));
         // Services still running from an earlier corrald (a crash, an upgrade) are adopted
         // before anything starts: same PIDs, no restart, no duplicate.
         manager.inherit_relays(inherited);
@@ -214,8 +225,6 @@ fn run(args: Args, inherited: HashMap<String, OwnedFd>) -> anyhow::Result<Final>
         ]) {
             tracing::warn!("telling our supervisor we are ready: {e}");
         }
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
         // As PID 1, SIGTERM powers off (what a container runtime's stop expects) and SIGINT
         // (ctrl-alt-del) reboots; otherwise both stop every unit and exit.
         let shutdown = async move {
@@ -233,11 +242,17 @@ fn run(args: Args, inherited: HashMap<String, OwnedFd>) -> anyhow::Result<Final>
             })
             .await?;
         if how == ShutdownKind::Reexec {
-            // The caller's reply is on its way out: give it a moment before the socket closes.
+            // The caller's reply is on its way out: give it a moment before the sockets close.
             tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(bus) = bus {
+                bus.shutdown();
+            }
             server.shutdown();
             let e = corral::manager::reexec::exec(&relays);
             anyhow::bail!("re-executing corrald: {e}");
+        }
+        if let Some(bus) = bus {
+            bus.shutdown();
         }
         server.shutdown();
         Ok::<_, anyhow::Error>(match how {

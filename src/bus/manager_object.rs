@@ -1,17 +1,22 @@
-//! `org.corral1.Manager` at `/org/corral1` (DESIGN §4). One instance per connection, holding the
-//! peer's kernel uid so that state-changing methods can be judged without asking the caller.
+//! `org.corral1.Manager` at `/org/corral1` (DESIGN §4). One instance per connection, holding a
+//! [`Gate`] that judges state-changing methods from the kernel's word about the caller (never
+//! the caller's own).
 //! Every method forwards to the manager task; nothing here holds unit state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
+use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
-use zbus::{fdo, interface};
+use zbus::{Connection, fdo, interface};
 
+use super::access::Gate;
 use super::server::ServerInfo;
-use super::{Access, Error, ManagerHandle, limit_values, parse_unit, unit_path};
-use crate::manager::request::{JobKind, Request, ShutdownKind};
+use super::{Error, limit_values, parse_unit, unit_path};
+use crate::manager::request::{JobKind, Request, RequestError, ShutdownKind};
+use crate::unit::UnitName;
 
 /// One row of `ListUnits`: name, description, load state, active state, sub state, object.
 pub type UnitRow = (String, String, String, String, String, OwnedObjectPath);
@@ -19,66 +24,60 @@ pub type UnitRow = (String, String, String, String, String, OwnedObjectPath);
 /// The manager object of one connection.
 #[derive(Debug)]
 pub struct ManagerObject {
-    manager: ManagerHandle,
-    access: Access,
-    /// The peer's uid from `SO_PEERCRED`; `None` if the kernel could not tell.
-    peer_uid: Option<u32>,
+    /// The manager, and who may change state through this connection.
+    gate: Gate,
     info: Arc<ServerInfo>,
 }
 
 impl ManagerObject {
-    pub fn new(
-        manager: ManagerHandle,
-        access: Access,
-        peer_uid: Option<u32>,
-        info: Arc<ServerInfo>,
-    ) -> Self {
-        ManagerObject {
-            manager,
-            access,
-            peer_uid,
-            info,
-        }
+    pub fn new(gate: Gate, info: Arc<ServerInfo>) -> Self {
+        ManagerObject { gate, info }
     }
 
-    async fn enable(&self, method: &str, name: &str, enable: bool) -> Result<(), Error> {
-        self.access.check(self.peer_uid, method)?;
-        let unit = parse_unit(name)?;
-        Ok(self
-            .manager
-            .ask(|reply| Request::Enable {
-                unit,
-                enable,
-                reply,
-            })
-            .await??)
+    async fn job(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        method: &str,
+        name: &str,
+        kind: JobKind,
+    ) -> Result<u32, Error> {
+        self.on_unit(conn, header, method, name, |unit, reply| {
+            Request::QueueJob { unit, kind, reply }
+        })
+        .await
     }
 
-    async fn shutdown(&self, method: &str, how: ShutdownKind) -> Result<(), Error> {
-        self.access.check(self.peer_uid, method)?;
-        Ok(self
-            .manager
-            .ask(|reply| Request::Shutdown { how, reply })
-            .await??)
+    /// A state-changing request about the unit `name`, for a caller who may make it.
+    async fn on_unit<T>(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        method: &str,
+        name: &str,
+        make: impl FnOnce(UnitName, oneshot::Sender<Result<T, RequestError>>) -> Request,
+    ) -> Result<T, Error> {
+        self.gate
+            .change(conn, header, method, || parse_unit(name), make)
+            .await
     }
 
-    async fn freeze(&self, method: &str, name: &str, freeze: bool) -> Result<(), Error> {
-        self.access.check(self.peer_uid, method)?;
-        let unit = parse_unit(name)?;
-        Ok(self
-            .manager
-            .ask(|reply| Request::Freeze {
-                unit,
-                freeze,
-                reply,
-            })
-            .await??)
-    }
-
-    async fn job(&self, method: &str, name: &str, kind: JobKind) -> Result<u32, Error> {
-        self.access.check(self.peer_uid, method)?;
-        let unit = parse_unit(name)?;
-        self.manager.queue_job(unit, kind).await
+    async fn shutdown(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        method: &str,
+        how: ShutdownKind,
+    ) -> Result<(), Error> {
+        self.gate
+            .change(
+                conn,
+                header,
+                method,
+                || Ok(()),
+                |(), reply| Request::Shutdown { how, reply },
+            )
+            .await
     }
 }
 
@@ -87,7 +86,7 @@ impl ManagerObject {
     /// Every unit: name, description, load state, active state, sub state, object path.
     #[zbus(out_args("units"))]
     async fn list_units(&self) -> Result<Vec<UnitRow>, Error> {
-        let mut units = self.manager.list_units().await?;
+        let mut units = self.gate.manager.list_units().await?;
         units.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(units
             .into_iter()
@@ -110,7 +109,8 @@ impl ManagerObject {
     async fn get_unit(&self, name: &str) -> Result<OwnedObjectPath, Error> {
         let unit = parse_unit(name)?;
         let path = unit_path(&unit);
-        self.manager
+        self.gate
+            .manager
             .ask(|reply| Request::GetUnit { unit, reply })
             .await??;
         Ok(path)
@@ -118,41 +118,87 @@ impl ManagerObject {
 
     /// Queue a start job; returns its id at once, `JobRemoved` tells how it ended.
     #[zbus(out_args("job"))]
-    async fn start_unit(&self, name: &str) -> Result<u32, Error> {
-        self.job("StartUnit", name, JobKind::Start).await
+    async fn start_unit(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<u32, Error> {
+        self.job(conn, &header, "StartUnit", name, JobKind::Start)
+            .await
     }
 
     #[zbus(out_args("job"))]
-    async fn stop_unit(&self, name: &str) -> Result<u32, Error> {
-        self.job("StopUnit", name, JobKind::Stop).await
+    async fn stop_unit(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<u32, Error> {
+        self.job(conn, &header, "StopUnit", name, JobKind::Stop)
+            .await
     }
 
     #[zbus(out_args("job"))]
-    async fn restart_unit(&self, name: &str) -> Result<u32, Error> {
-        self.job("RestartUnit", name, JobKind::Restart).await
+    async fn restart_unit(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<u32, Error> {
+        self.job(conn, &header, "RestartUnit", name, JobKind::Restart)
+            .await
     }
 
     /// Signals every process of the unit.
-    async fn kill_unit(&self, name: &str, signal: i32) -> Result<(), Error> {
-        self.access.check(self.peer_uid, "KillUnit")?;
-        let unit = parse_unit(name)?;
-        Ok(self
-            .manager
-            .ask(|reply| Request::KillUnit {
+    async fn kill_unit(
+        &self,
+        name: &str,
+        signal: i32,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.on_unit(conn, &header, "KillUnit", name, |unit, reply| {
+            Request::KillUnit {
                 unit,
                 signal,
                 reply,
-            })
-            .await??)
+            }
+        })
+        .await
     }
 
     /// Freezes every process of the unit (`cgroup.freeze`).
-    async fn freeze_unit(&self, name: &str) -> Result<(), Error> {
-        self.freeze("FreezeUnit", name, true).await
+    async fn freeze_unit(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.on_unit(conn, &header, "FreezeUnit", name, |unit, reply| {
+            Request::Freeze {
+                unit,
+                freeze: true,
+                reply,
+            }
+        })
+        .await
     }
 
-    async fn thaw_unit(&self, name: &str) -> Result<(), Error> {
-        self.freeze("ThawUnit", name, false).await
+    async fn thaw_unit(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.on_unit(conn, &header, "ThawUnit", name, |unit, reply| {
+            Request::Freeze {
+                unit,
+                freeze: false,
+                reply,
+            }
+        })
+        .await
     }
 
     /// Changes limits live; unless `runtime`, also persists them for the next boot.
@@ -161,19 +207,23 @@ impl ManagerObject {
         name: &str,
         limits: HashMap<String, OwnedValue>,
         runtime: bool,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.access.check(self.peer_uid, "SetUnitLimits")?;
-        let unit = parse_unit(name)?;
-        let limits = limit_values(&limits)?;
-        Ok(self
-            .manager
-            .ask(|reply| Request::SetLimits {
-                unit,
-                limits,
-                runtime,
-                reply,
-            })
-            .await??)
+        self.gate
+            .change(
+                conn,
+                &header,
+                "SetUnitLimits",
+                || Ok((parse_unit(name)?, limit_values(&limits)?)),
+                |(unit, limits), reply| Request::SetLimits {
+                    unit,
+                    limits,
+                    runtime,
+                    reply,
+                },
+            )
+            .await
     }
 
     /// Dry run of `SetUnitLimits`: each cgroup file that would change, its value now and after.
@@ -186,6 +236,7 @@ impl ManagerObject {
         let unit = parse_unit(name)?;
         let limits = limit_values(&limits)?;
         Ok(self
+            .gate
             .manager
             .ask(|reply| Request::DiffLimits {
                 unit,
@@ -200,6 +251,7 @@ impl ManagerObject {
     async fn get_unit_log(&self, name: &str, lines: u32) -> Result<Vec<String>, Error> {
         let unit = parse_unit(name)?;
         Ok(self
+            .gate
             .manager
             .ask(|reply| Request::GetLog { unit, lines, reply })
             .await??)
@@ -207,23 +259,56 @@ impl ManagerObject {
 
     /// A unit from TOML text, validated like a file, kept until reboot, and started.
     #[zbus(out_args("job"))]
-    async fn start_transient_unit(&self, name: &str, toml: &str) -> Result<u32, Error> {
-        self.access.check(self.peer_uid, "StartTransientUnit")?;
-        let unit = parse_unit(name)?;
+    async fn start_transient_unit(
+        &self,
+        name: &str,
+        toml: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<u32, Error> {
         let toml = toml.to_string();
-        Ok(self
-            .manager
-            .ask(|reply| Request::StartTransient { unit, toml, reply })
-            .await??)
+        self.gate
+            .change(
+                conn,
+                &header,
+                "StartTransientUnit",
+                || parse_unit(name),
+                |unit, reply| Request::StartTransient { unit, toml, reply },
+            )
+            .await
     }
 
     /// Start the unit at boot (the autostart drop-in).
-    async fn enable_unit(&self, name: &str) -> Result<(), Error> {
-        self.enable("EnableUnit", name, true).await
+    async fn enable_unit(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.on_unit(conn, &header, "EnableUnit", name, |unit, reply| {
+            Request::Enable {
+                unit,
+                enable: true,
+                reply,
+            }
+        })
+        .await
     }
 
-    async fn disable_unit(&self, name: &str) -> Result<(), Error> {
-        self.enable("DisableUnit", name, false).await
+    async fn disable_unit(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.on_unit(conn, &header, "DisableUnit", name, |unit, reply| {
+            Request::Enable {
+                unit,
+                enable: false,
+                reply,
+            }
+        })
+        .await
     }
 
     /// Path and text of the unit file and every drop-in, in merge order.
@@ -231,6 +316,7 @@ impl ManagerObject {
     async fn get_unit_files(&self, name: &str) -> Result<Vec<(String, String)>, Error> {
         let unit = parse_unit(name)?;
         Ok(self
+            .gate
             .manager
             .ask(|reply| Request::GetUnitFiles { unit, reply })
             .await??)
@@ -239,25 +325,47 @@ impl ManagerObject {
     /// Re-read the unit files: (file, error) for every problem; running units get changed
     /// limits.
     #[zbus(out_args("errors"))]
-    async fn reload(&self) -> Result<Vec<(String, String)>, Error> {
-        self.access.check(self.peer_uid, "Reload")?;
-        self.manager.ask(|reply| Request::Reload { reply }).await
+    async fn reload(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<(String, String)>, Error> {
+        self.gate.allow(conn, &header, "Reload").await?;
+        self.gate
+            .manager
+            .ask(|reply| Request::Reload { reply })
+            .await
     }
 
     /// Save the state and execute the daemon's binary again in place (an upgrade): every
     /// running service is adopted by the new one with the same PID. The reply comes before the
     /// exec; the connection then closes.
-    async fn reexec(&self) -> Result<(), Error> {
-        self.shutdown("Reexec", ShutdownKind::Reexec).await
+    async fn reexec(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.shutdown(conn, &header, "Reexec", ShutdownKind::Reexec)
+            .await
     }
 
     /// Stop every unit and power the machine off (PID 1 only).
-    async fn power_off(&self) -> Result<(), Error> {
-        self.shutdown("PowerOff", ShutdownKind::PowerOff).await
+    async fn power_off(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.shutdown(conn, &header, "PowerOff", ShutdownKind::PowerOff)
+            .await
     }
 
-    async fn reboot(&self) -> Result<(), Error> {
-        self.shutdown("Reboot", ShutdownKind::Reboot).await
+    async fn reboot(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.shutdown(conn, &header, "Reboot", ShutdownKind::Reboot)
+            .await
     }
 
     /// A job ended: its id, its unit, and `done`, `failed`, `timeout`, `dependency` or

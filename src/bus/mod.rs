@@ -1,35 +1,44 @@
 //! The D-Bus API (DESIGN §4): `org.corral1.Manager` at `/org/corral1`, one `org.corral1.Unit`
-//! object per unit at `/org/corral1/unit/ESCAPED`, served on the private peer-to-peer socket
-//! ([`server`]) — and, later, on the system or session bus.
+//! object per unit at `/org/corral1/unit/ESCAPED`, served on two transports: the private
+//! peer-to-peer socket ([`server`]), and the system or session bus ([`message_bus`]), which
+//! corrald joins whenever its socket is there (waited for with inotify, [`watch`]).
 //!
-//! The bus layer owns no unit state. Interface methods check the caller's privilege
-//! ([`access`]), parse names, then `send` a [`Request`] to the manager task and await its
-//! `oneshot` reply; what the manager announces ([`Notification`]) is turned into signals and
-//! object (un)registrations on every connection. [`ManagerHandle`] is the pair of channels.
+//! The bus layer owns no unit state. Interface methods go through a [`Gate`] ([`access`]):
+//! state-changing ones have the caller judged by kernel credentials first, then names are
+//! parsed and a [`Request`] is sent to the manager task, whose `oneshot` reply is awaited. What
+//! the manager announces ([`Notification`], through a [`Notifier`]) is turned into signals and
+//! object (un)registrations on every connection of either transport by one piece of code
+//! ([`objects`]). [`ManagerHandle`] is the pair of channels.
 //!
-//! Layout: the manager boundary is [`crate::manager::request`] (zbus-free); [`error`] (stable error names),
-//! [`access`] (who may change state), [`hello`] (the `org.freedesktop.DBus.Hello` shim busctl
-//! needs on a peer-to-peer socket), [`manager_object`] and [`unit_object`] (the interfaces),
-//! [`server`] (socket, accept loop, per-connection task).
+//! Layout: the manager boundary is [`crate::manager::request`] (zbus-free); [`error`] (stable
+//! error names), [`access`] (who may change state, and who is calling), [`hello`] (the
+//! `org.freedesktop.DBus.Hello` shim busctl needs on a peer-to-peer socket), [`manager_object`]
+//! and [`unit_object`] (the interfaces), [`objects`] (what a connection serves and how it
+//! follows the manager), [`server`] (private socket, accept loop, per-connection task),
+//! [`message_bus`] (the bus connection's life) and [`watch`] (waiting for a path).
 
 pub mod access;
 pub mod error;
 pub mod hello;
 pub mod manager_object;
+pub mod message_bus;
+pub mod objects;
 pub mod server;
 pub mod unit_object;
+pub mod watch;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 
 use crate::unit::UnitName;
 
 pub use crate::manager::request::{
-    JobKind, LimitValue, LoadState, Notification, Request, RequestError, UnitProperties,
-    UnitSummary,
+    JobKind, LimitValue, LoadState, Notification, Notifier, Received, Request, RequestError,
+    Subscription, UnitProperties, UnitSummary,
 };
-pub use access::{Access, Mode};
+pub use access::{Access, Caller, Gate, Mode};
 pub use error::{CorralError, Error, ServerError};
+pub use message_bus::{BusServer, bus_address};
 pub use server::{PrivateServer, ServerInfo};
 
 /// The well-known bus name.
@@ -59,26 +68,23 @@ pub fn unit_from_path(path: &str) -> Option<UnitName> {
 }
 
 /// The bus layer's link to the manager task: requests go in through an `mpsc`, announcements
-/// come out through a `broadcast` that every connection subscribes to.
+/// come out through a [`Notifier`] that every connection subscribes to.
 #[derive(Debug, Clone)]
 pub struct ManagerHandle {
     requests: mpsc::Sender<Request>,
-    notifications: broadcast::Sender<Notification>,
+    notifications: Notifier,
 }
 
 impl ManagerHandle {
-    /// The manager keeps the `mpsc::Receiver` and the `broadcast::Sender` (to announce on).
-    pub fn new(
-        requests: mpsc::Sender<Request>,
-        notifications: broadcast::Sender<Notification>,
-    ) -> Self {
+    /// The manager keeps the `mpsc::Receiver` and a clone of the [`Notifier`] (to announce on).
+    pub fn new(requests: mpsc::Sender<Request>, notifications: Notifier) -> Self {
         ManagerHandle {
             requests,
             notifications,
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Notification> {
+    pub fn subscribe(&self) -> Subscription {
         self.notifications.subscribe()
     }
 
@@ -103,12 +109,6 @@ impl ManagerHandle {
         let unit = unit.clone();
         Ok(self
             .ask(|reply| Request::GetProperties { unit, reply })
-            .await??)
-    }
-
-    pub(crate) async fn queue_job(&self, unit: UnitName, kind: JobKind) -> Result<u32, Error> {
-        Ok(self
-            .ask(|reply| Request::QueueJob { unit, kind, reply })
             .await??)
     }
 }

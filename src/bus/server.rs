@@ -12,20 +12,9 @@
 //! **Credentials.** The peer's uid comes from `SO_PEERCRED`, read once at accept — see
 //! [`access`](super::access).
 //!
-//! **Unit objects and zbus.** zbus 5's `ObjectServer` belongs to one connection and dispatches
-//! only paths registered on it, node by node: there is no fallback or subtree handler (an
-//! unregistered path is answered `UnknownObject` by the object server before any user code
-//! sees it, and the `Interface` trait is looked up per node). Intercepting calls with a
-//! `MessageStream` races with the object server's own `UnknownObject` reply, so it is no way out
-//! either. Hence every unit object is registered on every connection: each costs a tree node
-//! with zbus's three standard interfaces plus our small [`UnitObject`] (a name and three
-//! handles), and a new connection registers all units before it finishes authentication (so a
-//! client never sees a unit path as unknown). Units that come and go reach every connection as
-//! [`Notification`]s. The cost grows as connections × units; if the benchmark shows it matters,
-//! the alternative is a connection without an `ObjectServer` and a hand-written dispatcher on
-//! its `MessageStream` (Properties, Introspectable and Peer for the unit subtree by hand).
+//! **Objects.** What is served on a connection, and how it follows the manager, is shared
+//! with the bus connection: see [`objects`](super::objects).
 
-use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -34,22 +23,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn};
 use zbus::connection::Builder;
-use zbus::object_server::SignalEmitter;
-use zbus::zvariant::Value;
-use zbus::{AuthMechanism, Connection, Guid, OwnedGuid, fdo, names::InterfaceName};
+use zbus::{AuthMechanism, Guid, OwnedGuid};
 
+use super::access::{Caller, Gate};
 use super::hello::{HELLO_PATH, Hello};
-use super::manager_object::ManagerObject;
-use super::unit_object::UnitObject;
-use super::{
-    Access, Error, MANAGER_PATH, ManagerHandle, Mode, ServerError, UNIT_INTERFACE, unit_path,
-};
-use crate::manager::request::Notification;
-use crate::unit::UnitName;
+use super::objects::{Objects, ServeError};
+use super::{Access, ManagerHandle, Mode, ServerError};
 
 /// Mode of the private socket: only its owner (root, or the user in user mode) connects.
 pub const SOCKET_MODE: u32 = 0o600;
@@ -57,8 +39,6 @@ pub const SOCKET_MODE: u32 = 0o600;
 pub const RUNTIME_DIR_MODE: u32 = 0o755;
 /// A client that has not authenticated by then is dropped.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Properties re-read by clients after a state change (`emits_changed_signal = "invalidates"`).
-const INVALIDATED_ON_STATE_CHANGE: &[&str] = &["Result", "MainPID", "ExitStatus", "NRestarts"];
 
 /// The manager's constant properties.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,17 +227,6 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
     }
 }
 
-/// Why one connection ended early (logged at debug level: clients come and go).
-#[derive(Debug, thiserror::Error)]
-enum ConnectionError {
-    #[error(transparent)]
-    Zbus(#[from] zbus::Error),
-    #[error(transparent)]
-    Bus(#[from] Error),
-    #[error("no authentication within {0:?}")]
-    AuthTimeout(Duration),
-}
-
 async fn serve_connection(stream: UnixStream, serial: u64, shared: Arc<Shared>) {
     let peer_uid = match stream.peer_cred() {
         Ok(cred) => Some(cred.uid()),
@@ -273,172 +242,29 @@ async fn serve_connection(stream: UnixStream, serial: u64, shared: Arc<Shared>) 
     }
 }
 
-/// The unit objects registered on one connection.
-struct Connected<'a> {
-    conn: Connection,
-    shared: &'a Shared,
-    peer_uid: Option<u32>,
-    units: HashSet<UnitName>,
-}
-
 async fn serve(
     stream: UnixStream,
     serial: u64,
     peer_uid: Option<u32>,
     shared: &Shared,
-) -> Result<(), ConnectionError> {
-    // Subscribe before listing, so no unit can appear between the list and the subscription.
-    let mut notifications = shared.manager.subscribe();
-    let units = shared.manager.list_units().await?;
-
-    let mut builder = Builder::unix_stream(stream)
+) -> Result<(), ServeError> {
+    let builder = Builder::unix_stream(stream)
         .server(shared.guid.clone())?
         .p2p()
         .auth_mechanism(AuthMechanism::External)
-        .serve_at(HELLO_PATH, Hello::new(serial))?
-        .serve_at(
-            MANAGER_PATH,
-            ManagerObject::new(
-                shared.manager.clone(),
-                shared.access,
-                peer_uid,
-                shared.info.clone(),
-            ),
-        )?;
-    let mut registered = HashSet::with_capacity(units.len());
-    for unit in units {
-        builder = builder.serve_at(
-            unit_path(&unit.name),
-            UnitObject::new(
-                unit.name.clone(),
-                shared.manager.clone(),
-                shared.access,
-                peer_uid,
-            ),
-        )?;
-        registered.insert(unit.name);
-    }
+        .serve_at(HELLO_PATH, Hello::new(serial))?;
+    let gate = Gate::new(
+        shared.manager.clone(),
+        shared.access,
+        Caller::Peer(peer_uid),
+    );
+    let (builder, objects, notifications) =
+        Objects::register(builder, gate, shared.info.clone()).await?;
     let conn = tokio::time::timeout(AUTH_TIMEOUT, builder.build())
         .await
-        .map_err(|_| ConnectionError::AuthTimeout(AUTH_TIMEOUT))??;
-    let mut this = Connected {
-        conn,
-        shared,
-        peer_uid,
-        units: registered,
-    };
-
-    loop {
-        tokio::select! {
-            () = this.conn.closed() => return Ok(()),
-            n = notifications.recv() => match n {
-                Ok(n) => this.apply(n).await?,
-                Err(RecvError::Lagged(missed)) => {
-                    // Signals are lost (as when a bus drops a slow client's messages); the
-                    // object set is made right again.
-                    warn!("private socket client :1.{serial} missed {missed} notifications");
-                    this.resync().await?;
-                }
-                Err(RecvError::Closed) => {
-                    // The manager is gone: nothing more to announce; calls will fail.
-                    this.conn.closed().await;
-                    return Ok(());
-                }
-            },
-        }
-    }
-}
-
-impl Connected<'_> {
-    async fn add_unit(&mut self, name: UnitName) -> zbus::Result<()> {
-        if self.units.contains(&name) {
-            return Ok(());
-        }
-        let object = UnitObject::new(
-            name.clone(),
-            self.shared.manager.clone(),
-            self.shared.access,
-            self.peer_uid,
-        );
-        self.conn
-            .object_server()
-            .at(unit_path(&name), object)
-            .await?;
-        self.units.insert(name);
-        Ok(())
-    }
-
-    async fn remove_unit(&mut self, name: &UnitName) -> zbus::Result<()> {
-        if self.units.remove(name) {
-            self.conn
-                .object_server()
-                .remove::<UnitObject, _>(unit_path(name))
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn apply(&mut self, n: Notification) -> Result<(), ConnectionError> {
-        match n {
-            Notification::UnitAdded(name) => self.add_unit(name).await?,
-            Notification::UnitRemoved(name) => self.remove_unit(&name).await?,
-            Notification::JobRemoved { id, unit, result } => {
-                let emitter = SignalEmitter::new(&self.conn, MANAGER_PATH)?;
-                ManagerObject::job_removed(&emitter, id, unit.as_str(), result.as_str()).await?;
-            }
-            Notification::UnitStateChanged {
-                unit,
-                active_state,
-                sub_state,
-            } => {
-                let emitter = SignalEmitter::new(&self.conn, MANAGER_PATH)?;
-                ManagerObject::unit_state_changed(
-                    &emitter,
-                    unit.as_str(),
-                    active_state.as_str(),
-                    sub_state,
-                )
-                .await?;
-                if self.units.contains(&unit) {
-                    let emitter = SignalEmitter::new(&self.conn, unit_path(&unit))?;
-                    let changed = [
-                        ("ActiveState", Value::from(active_state.as_str())),
-                        ("SubState", Value::from(sub_state)),
-                    ]
-                    .into_iter()
-                    .collect();
-                    fdo::Properties::properties_changed(
-                        &emitter,
-                        InterfaceName::from_static_str_unchecked(UNIT_INTERFACE),
-                        changed,
-                        INVALIDATED_ON_STATE_CHANGE.into(),
-                    )
-                    .await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes the registered objects match the manager's units again.
-    async fn resync(&mut self) -> Result<(), ConnectionError> {
-        let now: HashSet<UnitName> = self
-            .shared
-            .manager
-            .list_units()
-            .await?
-            .into_iter()
-            .map(|u| u.name)
-            .collect();
-        let gone: Vec<UnitName> = self.units.difference(&now).cloned().collect();
-        for name in gone {
-            self.remove_unit(&name).await?;
-        }
-        for name in now {
-            self.add_unit(name).await?;
-        }
-        Ok(())
-    }
+        .map_err(|_| ServeError::AuthTimeout(AUTH_TIMEOUT))??;
+    let who = format!("private socket client :1.{serial}");
+    objects.follow(&conn, notifications, &who).await
 }
 
 /// The server's GUID. zbus's `Guid::generate` draws a v4 UUID from `getrandom`, which blocks

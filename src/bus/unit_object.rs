@@ -8,116 +8,155 @@
 
 use std::collections::HashMap;
 
+use tokio::sync::oneshot;
+use zbus::message::Header;
 use zbus::zvariant::OwnedValue;
-use zbus::{fdo, interface};
+use zbus::{Connection, fdo, interface};
 
-use super::{Access, Error, ManagerHandle, limit_values};
-use crate::manager::request::{JobKind, Request, UnitProperties};
+use super::access::Gate;
+use super::{Error, limit_values};
+use crate::manager::request::{JobKind, Request, RequestError, UnitProperties};
 use crate::unit::UnitName;
 
 /// One unit's object on one connection.
 #[derive(Debug)]
 pub struct UnitObject {
     name: UnitName,
-    manager: ManagerHandle,
-    access: Access,
-    peer_uid: Option<u32>,
+    /// The manager, and who may change state through this connection.
+    gate: Gate,
 }
 
 impl UnitObject {
-    pub fn new(
-        name: UnitName,
-        manager: ManagerHandle,
-        access: Access,
-        peer_uid: Option<u32>,
-    ) -> Self {
-        UnitObject {
-            name,
-            manager,
-            access,
-            peer_uid,
-        }
+    pub fn new(name: UnitName, gate: Gate) -> Self {
+        UnitObject { name, gate }
     }
 
     async fn props(&self) -> fdo::Result<UnitProperties> {
-        Ok(self.manager.properties(&self.name).await?)
+        Ok(self.gate.manager.properties(&self.name).await?)
     }
 
-    async fn set_frozen(&self, method: &str, freeze: bool) -> Result<(), Error> {
-        self.access.check(self.peer_uid, method)?;
+    /// A state-changing request about this unit, for a caller who may make it.
+    async fn change<T>(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        method: &str,
+        make: impl FnOnce(UnitName, oneshot::Sender<Result<T, RequestError>>) -> Request,
+    ) -> Result<T, Error> {
         let unit = self.name.clone();
-        Ok(self
-            .manager
-            .ask(|reply| Request::Freeze {
-                unit,
-                freeze,
-                reply,
-            })
-            .await??)
+        self.gate
+            .change(conn, header, method, || Ok(unit), make)
+            .await
     }
 
-    async fn job(&self, method: &str, kind: JobKind) -> Result<u32, Error> {
-        self.access.check(self.peer_uid, method)?;
-        self.manager.queue_job(self.name.clone(), kind).await
+    async fn job(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        method: &str,
+        kind: JobKind,
+    ) -> Result<u32, Error> {
+        self.change(conn, header, method, |unit, reply| Request::QueueJob {
+            unit,
+            kind,
+            reply,
+        })
+        .await
     }
 }
 
 #[interface(name = "org.corral1.Unit", introspection_docs = false)]
 impl UnitObject {
     #[zbus(out_args("job"))]
-    async fn start(&self) -> Result<u32, Error> {
-        self.job("Start", JobKind::Start).await
+    async fn start(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<u32, Error> {
+        self.job(conn, &header, "Start", JobKind::Start).await
     }
 
     #[zbus(out_args("job"))]
-    async fn stop(&self) -> Result<u32, Error> {
-        self.job("Stop", JobKind::Stop).await
+    async fn stop(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<u32, Error> {
+        self.job(conn, &header, "Stop", JobKind::Stop).await
     }
 
     #[zbus(out_args("job"))]
-    async fn restart(&self) -> Result<u32, Error> {
-        self.job("Restart", JobKind::Restart).await
+    async fn restart(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<u32, Error> {
+        self.job(conn, &header, "Restart", JobKind::Restart).await
     }
 
     /// Signals every process of the unit.
-    async fn kill(&self, signal: i32) -> Result<(), Error> {
-        self.access.check(self.peer_uid, "Kill")?;
-        let unit = self.name.clone();
-        Ok(self
-            .manager
-            .ask(|reply| Request::KillUnit {
-                unit,
-                signal,
-                reply,
-            })
-            .await??)
+    async fn kill(
+        &self,
+        signal: i32,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.change(conn, &header, "Kill", |unit, reply| Request::KillUnit {
+            unit,
+            signal,
+            reply,
+        })
+        .await
     }
 
     async fn set_limits(
         &self,
         limits: HashMap<String, OwnedValue>,
         runtime: bool,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.access.check(self.peer_uid, "SetLimits")?;
-        let limits = limit_values(&limits)?;
         let unit = self.name.clone();
-        Ok(self
-            .manager
-            .ask(|reply| Request::SetLimits {
-                unit,
-                limits,
-                runtime,
-                reply,
-            })
-            .await??)
+        self.gate
+            .change(
+                conn,
+                &header,
+                "SetLimits",
+                || Ok((unit, limit_values(&limits)?)),
+                |(unit, limits), reply| Request::SetLimits {
+                    unit,
+                    limits,
+                    runtime,
+                    reply,
+                },
+            )
+            .await
     }
 
-    async fn freeze(&self) -> Result<(), Error> {
-        self.set_frozen("Freeze", true).await
+    async fn freeze(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.change(conn, &header, "Freeze", |unit, reply| Request::Freeze {
+            unit,
+            freeze: true,
+            reply,
+        })
+        .await
     }
 
-    async fn thaw(&self) -> Result<(), Error> {
-        self.set_frozen("Thaw", false).await
+    async fn thaw(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.change(conn, &header, "Thaw", |unit, reply| Request::Freeze {
+            unit,
+            freeze: false,
+            reply,
+        })
+        .await
     }
 
     /// The processes of the unit's cgroup: pid and command line.
@@ -125,6 +164,7 @@ impl UnitObject {
     async fn get_processes(&self) -> Result<Vec<(u32, String)>, Error> {
         let unit = self.name.clone();
         Ok(self
+            .gate
             .manager
             .ask(|reply| Request::GetProcesses { unit, reply })
             .await??)

@@ -1,16 +1,36 @@
-//! corralctl's connection to the daemon: the private socket (`RUNTIME/private`, or
-//! `--address unix:path=…`), spoken peer to peer with EXTERNAL authentication, and thin typed
-//! calls over it. Views ([`super::views`]) turn the answers into text.
+//! corralctl's connection to the daemon, and thin typed calls over it. Views
+//! ([`super::views`]) turn the answers into text.
+//!
+//! **Which connection** (DESIGN §5): `--address unix:path=…` is that socket and nothing else.
+//! Without it, the private socket (`RUNTIME/private`, spoken peer to peer with EXTERNAL
+//! authentication) when it can be opened; when it is absent, or not ours to open (it is 0600:
+//! an unprivileged user on the system manager), the bus — the system bus, with `--user` the
+//! session bus — and `org.corral1` on it. Reading works for everyone there; a state change by
+//! anyone but root (or the user, for a user manager) comes back `AccessDenied` from corrald.
+//!
+//! **Waiting for a job** is waiting for its `JobRemoved`, subscribed before the call so its
+//! end can't be missed. The daemon never drops one, but a client must not hang forever if it
+//! ever did: after [`JOB_QUIET`] without it, corralctl reads the unit's state, and a unit that
+//! has reached what the job wanted (`active` for a start, `inactive` or `failed` for a stop)
+//! ends the wait as `done`; otherwise it goes on waiting, up to [`JOB_LIMIT`] in all, then
+//! fails saying where the unit stands. (A unit already in the wanted state while its job still
+//! waits for a slow dependency would be read as done too early; rare, and only when the signal
+//! is late.)
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use zbus::Connection;
-use zbus::proxy::Proxy;
+use zbus::proxy::{Proxy, SignalStream};
 use zbus::zvariant::OwnedObjectPath;
 
-use crate::bus::{BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH, UNIT_INTERFACE};
+use crate::bus::{BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH, Mode, UNIT_INTERFACE, bus_address};
+
+/// How long a job may go without its `JobRemoved` before corralctl reads its unit's state.
+pub const JOB_QUIET: Duration = Duration::from_secs(10);
+/// How long corralctl waits for a job at the most.
+pub const JOB_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 /// The default private socket of the system manager.
 pub const DEFAULT_SOCKET: &str = "/run/corral/private";
@@ -22,6 +42,16 @@ pub enum ClientError {
     Address(String),
     #[error("connecting to {}: {err} (is corrald running?)", path.display())]
     Connect { path: PathBuf, err: std::io::Error },
+    #[error(
+        "connecting to {}: {err}; and to the bus at {bus}: {bus_err} (is corrald running?)",
+        path.display()
+    )]
+    Fallback {
+        path: PathBuf,
+        err: std::io::Error,
+        bus: String,
+        bus_err: String,
+    },
     /// A D-Bus error reply, shown as the daemon worded it.
     #[error("{0}")]
     Call(String),
@@ -72,9 +102,51 @@ pub struct UnitRow {
 /// A connected client.
 pub struct Client {
     conn: Connection,
+    /// [`JOB_QUIET`], unless a test wants it shorter.
+    job_quiet: Duration,
 }
 
 impl Client {
+    /// The connection DESIGN §5 asks for (see the module doc): `address` if given, else the
+    /// private socket, else the bus.
+    pub async fn open(address: Option<&str>, user: bool) -> Result<Client, ClientError> {
+        let path = socket_path(address, user)?;
+        if address.is_some() {
+            return Client::connect(path).await;
+        }
+        match Client::connect(path).await {
+            Err(ClientError::Connect { path, err })
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                let bus = bus_address(if user { Mode::User } else { Mode::System });
+                Client::connect_bus(&bus)
+                    .await
+                    .map_err(|e| ClientError::Fallback {
+                        path,
+                        err,
+                        bus,
+                        bus_err: e.to_string(),
+                    })
+            }
+            other => other,
+        }
+    }
+
+    /// A connection to the message bus at `address`; calls go to `org.corral1` there.
+    pub async fn connect_bus(address: &str) -> Result<Client, ClientError> {
+        let build = zbus::connection::Builder::address(address)?.build();
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, build)
+            .await
+            .map_err(|_| ClientError::Call(format!("no answer within {CONNECT_TIMEOUT:?}")))??;
+        Ok(Client {
+            conn,
+            job_quiet: JOB_QUIET,
+        })
+    }
+
     pub async fn connect(path: PathBuf) -> Result<Client, ClientError> {
         let stream = tokio::net::UnixStream::connect(&path)
             .await
@@ -87,7 +159,16 @@ impl Client {
             .auth_mechanism(zbus::AuthMechanism::External)
             .build()
             .await?;
-        Ok(Client { conn })
+        Ok(Client {
+            conn,
+            job_quiet: JOB_QUIET,
+        })
+    }
+
+    /// Reads a job's unit after `quiet` without its `JobRemoved`, instead of [`JOB_QUIET`].
+    pub fn with_job_quiet(mut self, quiet: Duration) -> Self {
+        self.job_quiet = quiet;
+        self
     }
 
     async fn manager(&self) -> Result<Proxy<'static>, ClientError> {
@@ -138,18 +219,100 @@ impl Client {
         if no_block {
             return Ok("queued".to_string());
         }
-        while let Some(msg) = removed.next().await {
-            let (job, _unit, result): (u32, String, String) = msg.body().deserialize()?;
-            if job == id {
-                return Ok(result);
-            }
-        }
-        Err(ClientError::Call("the daemon closed the connection".into()))
+        self.wait_job(&mut removed, id, unit, method != "StopUnit")
+            .await
     }
 
-    /// Resolves when the daemon has closed this connection (as a re-exec does).
-    pub async fn closed(&self) {
-        self.conn.closed().await;
+    /// Waits for job `id` of `unit` to end (see the module doc); returns its result.
+    /// `start`: the job wants the unit active (else inactive).
+    async fn wait_job(
+        &self,
+        removed: &mut SignalStream<'_>,
+        id: u32,
+        unit: &str,
+        start: bool,
+    ) -> Result<String, ClientError> {
+        let began = Instant::now();
+        loop {
+            match tokio::time::timeout(self.job_quiet, removed.next()).await {
+                Ok(Some(msg)) => {
+                    let (job, _unit, result): (u32, String, String) = msg.body().deserialize()?;
+                    if job == id {
+                        return Ok(result);
+                    }
+                }
+                Ok(None) => {
+                    return Err(ClientError::Call("the daemon closed the connection".into()));
+                }
+                Err(_) => {
+                    // Quiet for a while: a slow job, or (it should not happen) a lost signal.
+                    let proxy = self.unit(unit).await?;
+                    let state: String = self.property(&proxy, "ActiveState").await?;
+                    let reached = if start {
+                        state == "active"
+                    } else {
+                        state == "inactive" || state == "failed"
+                    };
+                    if reached {
+                        return Ok("done".to_string());
+                    }
+                    if began.elapsed() >= JOB_LIMIT {
+                        return Err(ClientError::Call(format!(
+                            "job {id} of {unit} did not end within {} min; the unit is {state}. \
+                             See \"corralctl status {unit}\".",
+                            JOB_LIMIT.as_secs() / 60
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Reexec`, then waits until the re-executed daemon answers: on the private socket the
+    /// old daemon closes this connection as it executes and the new one serves the socket again
+    /// once it has adopted every service; on the bus, `org.corral1` passes from the old
+    /// daemon's connection to the new one's.
+    pub async fn reexec(&self, address: Option<&str>, user: bool) -> Result<(), ClientError> {
+        const LIMIT: Duration = Duration::from_secs(30);
+        let on_bus = self.conn.unique_name().is_some();
+        let mut owners = if on_bus {
+            let dbus = zbus::fdo::DBusProxy::new(&self.conn).await?;
+            Some(
+                dbus.receive_name_owner_changed_with_args(&[(0, BUS_NAME)])
+                    .await?,
+            )
+        } else {
+            None
+        };
+        self.call_unit_method("Reexec", &()).await?;
+        let answered = async {
+            match owners.as_mut() {
+                Some(owners) => {
+                    while let Some(change) = owners.next().await {
+                        if change.args().is_ok_and(|a| a.new_owner().is_some()) {
+                            return self.ping().await;
+                        }
+                    }
+                    Err(ClientError::Call("the bus closed the connection".into()))
+                }
+                None => {
+                    self.conn.closed().await;
+                    loop {
+                        if let Ok(new) = Client::open(address, user).await
+                            && new.ping().await.is_ok()
+                        {
+                            return Ok(());
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(LIMIT, answered).await.map_err(|_| {
+            ClientError::Call(format!(
+                "corrald did not answer within {LIMIT:?} of re-executing"
+            ))
+        })?
     }
 
     /// Whether the daemon answers (`org.freedesktop.DBus.Peer.Ping` of the manager object).
@@ -208,16 +371,11 @@ impl Client {
         let mut removed = manager.receive_signal("JobRemoved").await?;
         let mut changed = manager.receive_signal("UnitStateChanged").await?;
         let id: u32 = manager.call("StartTransientUnit", &(name, toml)).await?;
-        while let Some(msg) = removed.next().await {
-            let (job, _unit, result): (u32, String, String) = msg.body().deserialize()?;
-            if job == id {
-                if result != "done" {
-                    return Err(ClientError::Call(format!(
-                        "{name} did not start: {result}. See \"corralctl status {name}\"."
-                    )));
-                }
-                break;
-            }
+        let result = self.wait_job(&mut removed, id, name, true).await?;
+        if result != "done" {
+            return Err(ClientError::Call(format!(
+                "{name} did not start: {result}. See \"corralctl status {name}\"."
+            )));
         }
         if !wait {
             return Ok(None);

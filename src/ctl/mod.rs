@@ -26,7 +26,7 @@ pub struct Cli {
     /// Machine-readable output (keys are the D-Bus property names).
     #[arg(long, global = true)]
     pub json: bool,
-    /// The daemon's address (`unix:path=/run/corral/private` by default).
+    /// The daemon's address (default: its private socket, else the system or session bus).
     #[arg(long, global = true, value_name = "ADDR")]
     pub address: Option<String>,
     #[command(subcommand)]

@@ -20,12 +20,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::notify::NotifySocket;
 use super::request::{
-    JobKind, LoadState, Notification, Request, RequestError, ShutdownKind, UnitProperties,
-    UnitSummary,
+    JobKind, LoadState, Notification, Notifier, Request, RequestError, ShutdownKind,
+    UnitProperties, UnitSummary,
 };
 use super::state::{
     Action, ActiveState, Event, Exit, JobResult, ServiceState, SubState, UnitResult, step,
@@ -69,7 +69,7 @@ pub struct Manager {
     queued: BTreeMap<UnitName, Pull>,
     reaper: Reaper,
     /// Announcements to the bus (state changes, finished jobs).
-    pub(super) notify: broadcast::Sender<Notification>,
+    pub(super) notify: Notifier,
     /// Set by `PowerOff`/`Reboot`: stop every unit, then end like that.
     pub(super) shutdown: Option<ShutdownKind>,
     /// The job each unit is running for a caller, by id.
@@ -97,7 +97,7 @@ impl Manager {
         tree: Tree,
         host: HostInfo,
         paths: Paths,
-        notify: broadcast::Sender<Notification>,
+        notify: Notifier,
     ) -> std::io::Result<Self> {
         let states = units
             .loaded()

@@ -5,14 +5,26 @@
 //!   manager task owns the `mpsc::Receiver<Request>` and answers every request it receives
 //!   (dropping the reply sender makes the caller see `org.freedesktop.DBus.Error.Failed`).
 //! - [`Notification`]: what the manager announces (units appearing and disappearing, jobs
-//!   ending, state transitions); sent on a `broadcast` channel that every bus connection
-//!   subscribes to, and turned into signals and object (un)registrations there.
+//!   ending, state transitions), through a [`Notifier`] that every bus connection subscribes
+//!   to; turned into signals and object (un)registrations there.
+//!
+//! **No job result is ever dropped.** State changes and units coming and going travel on a
+//! bounded `broadcast` channel: a subscriber that falls behind (a burst of thousands of
+//! transitions in one turn of the manager) is told it lagged and re-reads the unit list, and
+//! the state signals it missed are coalesced into the state a client reads next. A job's end
+//! can't be re-read (no API lists finished jobs) and `corralctl start` waits for exactly that
+//! signal, so `JobRemoved` goes to each subscriber on an unbounded queue of its own instead.
+//! Its size is bounded by the jobs callers queued and the subscriber hasn't yet turned into
+//! signals, each a few dozen bytes, so idle memory stays the bounded broadcast buffer.
 //!
 //! It knows nothing of zbus: the manager sits below the bus layer and must not depend on it.
 //! Refusals are a plain [`RequestError`]; `bus::error` maps them to the stable
 //! `org.corral1.Error.*` names.
 
-use tokio::sync::oneshot;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::manager::state::{ActiveState, JobResult, UnitResult};
 use crate::unit::UnitName;
@@ -280,4 +292,166 @@ pub enum Notification {
         active_state: ActiveState,
         sub_state: &'static str,
     },
+}
+
+/// How the manager announces [`Notification`]s to every subscriber (one per bus connection):
+/// job results on an unbounded queue per subscriber, everything else on a shared bounded
+/// broadcast (see the module doc). Cheap to clone; every clone announces to the same
+/// subscribers.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    events: broadcast::Sender<Notification>,
+    /// The job-result queue of every live subscriber; closed ones are dropped on the next send
+    /// or subscription.
+    jobs: Arc<Mutex<Vec<mpsc::UnboundedSender<Notification>>>>,
+}
+
+impl Notifier {
+    /// A notifier whose state-change buffer holds `capacity` notifications per subscriber
+    /// before the slowest one lags.
+    pub fn new(capacity: usize) -> Self {
+        Notifier {
+            events: broadcast::channel(capacity).0,
+            jobs: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Announces `n` to every subscriber; returns how many it reached (0 is normal: no client).
+    pub fn send(&self, n: Notification) -> usize {
+        match n {
+            Notification::JobRemoved { .. } => {
+                let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+                jobs.retain(|tx| tx.send(n.clone()).is_ok());
+                jobs.len()
+            }
+            other => self.events.send(other).unwrap_or(0),
+        }
+    }
+
+    /// A new subscriber: it receives everything announced from now on.
+    pub fn subscribe(&self) -> Subscription {
+        let (tx, jobs) = mpsc::unbounded_channel();
+        let mut senders = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        senders.retain(|tx| !tx.is_closed());
+        senders.push(tx);
+        Subscription {
+            events: self.events.subscribe(),
+            jobs,
+        }
+    }
+
+    /// How many subscribers are live.
+    pub fn receiver_count(&self) -> usize {
+        self.events.receiver_count()
+    }
+}
+
+/// What one subscriber receives next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    Notification(Notification),
+    /// This many state changes or unit (un)registrations were lost: re-read the unit list.
+    /// Job results are never lost.
+    Lagged(u64),
+    /// Every [`Notifier`] is gone: nothing more will come.
+    Closed,
+}
+
+/// One subscriber's end of a [`Notifier`].
+#[derive(Debug)]
+pub struct Subscription {
+    events: broadcast::Receiver<Notification>,
+    jobs: mpsc::UnboundedReceiver<Notification>,
+}
+
+impl Subscription {
+    /// The next announcement. A state change announced before a job result comes first, as
+    /// the manager sent them: the broadcast is drained before the job queue (both are filled
+    /// by the one manager task, and a receiver sees everything sent before it was woken). A
+    /// job result may overtake a state change announced after it; properties are read fresh,
+    /// so a client that reads state after `JobRemoved` sees it current either way.
+    pub async fn recv(&mut self) -> Received {
+        tokio::select! {
+            biased;
+            n = self.events.recv() => match n {
+                Ok(n) => Received::Notification(n),
+                Err(RecvError::Lagged(missed)) => Received::Lagged(missed),
+                // The manager is gone; deliver the job results it left, then end.
+                Err(RecvError::Closed) => match self.jobs.try_recv() {
+                    Ok(n) => Received::Notification(n),
+                    Err(_) => Received::Closed,
+                },
+            },
+            Some(n) = self.jobs.recv() => Received::Notification(n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(i: u32) -> UnitName {
+        UnitName::parse(&format!("u{i}.service")).expect("valid")
+    }
+
+    /// A burst far larger than the broadcast buffer, sent in one turn of the manager (as a
+    /// start of thousands of units is): the subscriber lags on state changes, but gets every
+    /// job result, in order, after the state changes it still holds.
+    #[tokio::test]
+    async fn a_burst_loses_state_changes_but_never_a_job_result() {
+        let notifier = Notifier::new(8);
+        let mut sub = notifier.subscribe();
+        for i in 0..1000 {
+            notifier.send(Notification::UnitStateChanged {
+                unit: unit(i),
+                active_state: ActiveState::Active,
+                sub_state: "running",
+            });
+            assert_eq!(
+                notifier.send(Notification::JobRemoved {
+                    id: i,
+                    unit: unit(i),
+                    result: JobResult::Done,
+                }),
+                1
+            );
+        }
+        drop(notifier);
+        let (mut lagged, mut states, mut jobs) = (0, 0, Vec::new());
+        loop {
+            match sub.recv().await {
+                Received::Lagged(n) => lagged += n,
+                Received::Notification(Notification::JobRemoved { id, .. }) => jobs.push(id),
+                Received::Notification(Notification::UnitStateChanged { .. }) => {
+                    assert!(jobs.is_empty(), "state changes are drained first");
+                    states += 1;
+                }
+                Received::Notification(other) => panic!("unexpected {other:?}"),
+                Received::Closed => break,
+            }
+        }
+        assert_eq!(
+            lagged + states,
+            1000,
+            "every state change is received or counted"
+        );
+        assert!(lagged > 0, "the buffer of 8 must have overflowed");
+        assert_eq!(jobs, (0..1000).collect::<Vec<u32>>());
+    }
+
+    #[tokio::test]
+    async fn closed_subscribers_are_forgotten() {
+        let notifier = Notifier::new(8);
+        let sub = notifier.subscribe();
+        let _kept = notifier.subscribe();
+        drop(sub);
+        let job = Notification::JobRemoved {
+            id: 1,
+            unit: unit(1),
+            result: JobResult::Done,
+        };
+        assert_eq!(notifier.send(job), 1);
+        assert_eq!(notifier.receiver_count(), 1);
+    }
 }

@@ -181,21 +181,27 @@ impl UnitName {
 
     /// The inverse of [`UnitName::object_path_component`]; `None` if the result is no unit name.
     pub fn from_object_path_component(s: &str) -> Option<UnitName> {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'_' {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        UnitName::parse(&String::from_utf8(out).ok()?).ok()
+        UnitName::parse(&String::from_utf8(unescape_hex(s, b'_')?).ok()?).ok()
     }
+}
+
+/// Undoes an escape that writes a byte as `marker` and two hex digits (`_2e` in object paths,
+/// `%20` in D-Bus addresses); `None` if a marker is not followed by two hex digits.
+pub fn unescape_hex(s: &str, marker: u8) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == marker {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 impl fmt::Display for UnitName {

@@ -47,6 +47,8 @@ pub struct Daemon {
     pub child: Child,
     pub root: TestRoot,
     pub dir: tempfile::TempDir,
+    /// Whether it serves the bus too (else `--no-bus`).
+    pub bus: bool,
 }
 
 impl Daemon {
@@ -61,6 +63,43 @@ impl Daemon {
         units: &[(&str, String)],
         env: &[(&str, &Path)],
     ) -> Option<Daemon> {
+        Daemon::launch(name, units, env, false)
+    }
+
+    /// As [`Daemon::start_with_env`], serving the bus as well (`env` says where it is).
+    pub fn start_on_bus(
+        name: &str,
+        units: &[(&str, String)],
+        env: &[(&str, &Path)],
+    ) -> Option<Daemon> {
+        Daemon::launch(name, units, env, true)
+    }
+
+    fn launch(
+        name: &str,
+        units: &[(&str, String)],
+        env: &[(&str, &Path)],
+        bus: bool,
+    ) -> Option<Daemon> {
+        let d = Daemon::spawn(name, units, env, bus)?;
+        let sock = d.socket();
+        wait_for("the private socket", Duration::from_secs(10), || {
+            sock.exists()
+        });
+        Some(d)
+    }
+
+    /// Starts corrald (without the bus) and returns at once, before it serves anything.
+    pub fn spawn_unwaited(name: &str, units: &[(&str, String)]) -> Option<Daemon> {
+        Daemon::spawn(name, units, &[], false)
+    }
+
+    fn spawn(
+        name: &str,
+        units: &[(&str, String)],
+        env: &[(&str, &Path)],
+        bus: bool,
+    ) -> Option<Daemon> {
         let root = TestRoot::new(name)?;
         let dir = tempfile::tempdir().expect("tempdir");
         let unit_dir = dir.path().join("units");
@@ -68,13 +107,13 @@ impl Daemon {
         for (file, text) in units {
             std::fs::write(unit_dir.join(file), text).expect("unit file");
         }
-        let child = spawn_corrald(&root.0, dir.path(), env);
-        let d = Daemon { child, root, dir };
-        let sock = d.socket();
-        wait_for("the private socket", Duration::from_secs(10), || {
-            sock.exists()
-        });
-        Some(d)
+        let child = spawn_corrald(&root.0, dir.path(), env, bus);
+        Some(Daemon {
+            child,
+            root,
+            dir,
+            bus,
+        })
     }
 
     /// SIGKILLs corrald (a crash: its services stay) and starts it again on the same tree
@@ -84,7 +123,7 @@ impl Daemon {
         let _ = self.child.wait();
         let sock = self.socket();
         let _ = std::fs::remove_file(&sock);
-        self.child = spawn_corrald(&self.root.0, self.dir.path(), &[]);
+        self.child = spawn_corrald(&self.root.0, self.dir.path(), &[], self.bus);
         wait_for(
             "the restarted daemon's socket",
             Duration::from_secs(10),
@@ -133,9 +172,12 @@ impl Daemon {
     }
 }
 
-fn spawn_corrald(root: &Path, dir: &Path, env: &[(&str, &Path)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_corrald"))
-        .arg("--cgroup-root")
+fn spawn_corrald(root: &Path, dir: &Path, env: &[(&str, &Path)], bus: bool) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corrald"));
+    if !bus {
+        cmd.arg("--no-bus");
+    }
+    cmd.arg("--cgroup-root")
         .arg(root)
         .arg("--unit-path")
         .arg(dir.join("units"))
@@ -143,7 +185,6 @@ fn spawn_corrald(root: &Path, dir: &Path, env: &[(&str, &Path)]) -> Child {
         .arg(dir.join("run"))
         .arg("--log-dir")
         .arg(dir.join("log"))
-        .arg("--no-bus")
         .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stderr(Stdio::piped())
         .spawn()
