@@ -150,6 +150,8 @@ impl Manager {
     /// Re-reads every unit file. Returns every error as (file, message).
     pub(super) fn reload(&mut self) -> Vec<(String, String)> {
         let mut fresh = load_path(&crate::unit::SearchPath(self.paths.unit_dirs.clone()));
+        // A reload re-reads what the tree remembers of the cgroups too.
+        self.tree.forget();
         let errors: Vec<(String, String)> = fresh
             .errors()
             .map(|d| (d.location.file.display().to_string(), d.to_string()))

@@ -58,6 +58,10 @@ pub struct Manager {
     pub(super) states: BTreeMap<UnitName, ServiceState>,
     /// Slices whose cgroup exists.
     pub(super) live_slices: BTreeSet<UnitName>,
+    /// Slices this daemon has realized, with the limits written then: starting another unit
+    /// in one of them skips its realize (reload and set-limits write changes to live cgroups
+    /// themselves; limits that differ from these, or a cgroup gone, realize it again).
+    realized_slices: BTreeMap<UnitName, crate::limits::Resources>,
     pub(super) pids: HashMap<u32, UnitName>,
     /// Running `exec-stop` processes.
     control_pids: HashMap<u32, UnitName>,
@@ -110,6 +114,7 @@ impl Manager {
             host,
             states,
             live_slices: BTreeSet::new(),
+            realized_slices: BTreeMap::new(),
             pids: HashMap::new(),
             control_pids: HashMap::new(),
             deadlines: BTreeMap::new(),
@@ -243,12 +248,20 @@ impl Manager {
             return;
         };
         let rel = unit.cgroup_path();
+        if self.live_slices.contains(name)
+            && self.realized_slices.get(name) == Some(&unit.resources)
+            && self.tree.root().join(&rel).is_dir()
+        {
+            return;
+        }
         match self.tree.realize(&rel, &unit.resources, &self.host) {
             Ok(warnings) => {
                 for w in warnings {
                     tracing::warn!(unit = %name, "{w}");
                 }
                 self.live_slices.insert(name.clone());
+                self.realized_slices
+                    .insert(name.clone(), unit.resources.clone());
             }
             Err(e) => tracing::error!(unit = %name, "{e}"),
         }
@@ -1036,6 +1049,7 @@ impl Manager {
                 tracing::warn!(unit = %name, "{e}");
             }
             self.live_slices.remove(&name);
+            self.realized_slices.remove(&name);
         }
     }
 }
