@@ -114,6 +114,8 @@ impl Manager {
             })
             .collect();
         let (adopted_exits, adopted_exits_rx) = mpsc::unbounded_channel();
+        // The units were just loaded: what loading freed goes back to the kernel.
+        super::admin::release_freed_memory();
         Ok(Manager {
             units,
             tree,
