@@ -366,6 +366,13 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
             // kill-mode = process: the main process was all there was to stop.
             if cfg.kill_mode == KillMode::Process && !st.control_running {
                 settle(cfg, st, now, &mut out);
+            } else if cfg.kill_mode == KillMode::ControlGroup {
+                // It may have been the last process: `populated` is already 0 when its exit is
+                // reaped, but the kernel sends at most one cgroup.events notification per 10 ms
+                // per cgroup (CGROUP_FILE_NOTIFY_MIN_INTV), and its birth has just sent one —
+                // and a birth and death both missed by the watcher send none it can see
+                // (docs/PERFORMANCE.md findings 1 and 2). Look now.
+                out.push(Action::CheckEmpty);
             }
         }
         (S::StopSigterm, Event::Timer) => {
