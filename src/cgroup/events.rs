@@ -175,6 +175,16 @@ impl EventWatcher {
         true
     }
 
+    /// Records that `token`'s cgroup holds a process now — one just born in it with
+    /// `CLONE_INTO_CGROUP` — whether or not the watcher has read that change yet: if the
+    /// process dies before the watcher reads `cgroup.events`, the `populated 0` it then reads is
+    /// still a 1 → 0 change and produces [`CgroupEvent::Empty`] (docs/PERFORMANCE.md finding 1).
+    pub fn mark_populated(&mut self, token: Token) {
+        if let Some(w) = self.by_token.get_mut(&token) {
+            w.populated = true;
+        }
+    }
+
     /// The tokens being watched.
     pub fn len(&self) -> usize {
         self.by_token.len()
@@ -370,6 +380,25 @@ mod tests {
         fx.write("b.service", "cgroup.events", "populated 0\nfrozen 0\n");
         assert_eq!(w.read_events().unwrap(), vec![]);
         assert_eq!(w.len(), 1);
+    }
+
+    /// A process born and dead before the watcher read either change: the file says
+    /// `populated 0` both times it is read, and only the birth the spawner reports makes the
+    /// second read a 1 → 0 change.
+    #[test]
+    fn a_birth_and_death_unseen_still_end_in_empty() {
+        let fx = Fixture::new();
+        let a = fx.cgroup("a.service");
+        let mut w = EventWatcher::new().unwrap();
+        assert!(!w.add(1, &a).unwrap().populated);
+        w.mark_populated(1);
+        w.mark_populated(99); // an unknown token is ignored
+        fx.write("a.service", "cgroup.events", "populated 0\nfrozen 0\n");
+        assert!(wait_readable(&w));
+        assert_eq!(
+            w.read_events().unwrap(),
+            vec![CgroupEvent::Empty { token: 1 }]
+        );
     }
 
     #[test]

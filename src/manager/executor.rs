@@ -394,12 +394,7 @@ impl Manager {
                     tracing::info!(unit = %name, "processes remain in the unit's cgroup");
                     return;
                 }
-                if let Some(t) = self
-                    .tokens
-                    .iter()
-                    .find(|(_, n)| *n == name)
-                    .map(|(t, _)| *t)
-                {
+                if let Some(t) = self.token_of(name) {
                     let _ = self.watcher.remove(t);
                     self.tokens.remove(&t);
                 }
@@ -485,12 +480,23 @@ impl Manager {
         let child = process::spawn(&spec).map_err(|e| e.to_string())?;
         let pid = child.pid.as_raw() as u32;
         self.pids.insert(pid, name.clone());
+        if let Some(token) = self.token_of(name) {
+            self.watcher.mark_populated(token);
+        }
         Ok(pid)
+    }
+
+    /// The watch token of the unit's cgroup.
+    fn token_of(&self, name: &UnitName) -> Option<cgroup::Token> {
+        self.tokens
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(t, _)| *t)
     }
 
     /// Watches the unit's cgroup for emptiness and OOM kills (once).
     pub(super) fn watch(&mut self, name: &UnitName) -> Result<(), String> {
-        if self.tokens.values().any(|n| n == name) {
+        if self.token_of(name).is_some() {
             return Ok(());
         }
         let unit = self.units.get(name).ok_or("no such unit")?;
