@@ -740,8 +740,12 @@ impl Manager {
                 Some(req) = requests.recv() => {
                     self.handle(req);
                     // A burst of requests shares one turn (and one state file write), a
-                    // bounded one: the other sources get their turn in between.
+                    // bounded one: the other sources get their turn in between. A requested
+                    // shutdown ends the turn, so the loop's top starts it before what follows.
                     for _ in 1..REQUESTS_PER_TURN {
+                        if self.shutdown.is_some() {
+                            break;
+                        }
                         match requests.try_recv() {
                             Ok(req) => self.handle(req),
                             Err(_) => break,
