@@ -20,7 +20,19 @@
 //! - A controller missing from the root's `cgroup.controllers` (not built in, or not delegated to
 //!   us) cannot be enabled below it: the keys that need it become [`Warning`]s, everything else
 //!   is still written. memory and pids missing only cost accounting: no warning.
+//!
+//! **What the tree remembers**: each ancestor directory it has created or read, with the
+//! controllers it is offered and those it enables, so that starting a unit in a slice realized
+//! before costs one `mkdir` (its own cgroup), not one per ancestor plus two reads each
+//! (docs/PERFORMANCE.md finding 4). We are the only writer of those `cgroup.subtree_control`
+//! files; what could change behind our back is forgotten where it happens: a directory that
+//! `mkdir` creates anew or that [`Tree::remove`] removes, with everything below it; the
+//! children of a directory whose `cgroup.subtree_control` we write (what they are offered
+//! changed); everything when the unit's own `mkdir` finds an ancestor gone (ENOENT: it is
+//! retried from the root) and on [`Tree::forget`] (a daemon reload).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -79,14 +91,49 @@ impl Availability {
 
 /// corrald's tree: a root directory (`/sys/fs/cgroup`, a delegated cgroup, a temp dir) and
 /// operations on the cgroups below it, named by relative paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Tree {
     root: PathBuf,
+    /// Ancestor directories known to exist (see the module docs).
+    known: RefCell<HashMap<PathBuf, Known>>,
 }
+
+/// What the tree remembers of an ancestor directory.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    /// Its `cgroup.controllers`.
+    offered: ControllerSet,
+    /// Its `cgroup.subtree_control`.
+    enabled: ControllerSet,
+}
+
+impl PartialEq for Tree {
+    /// Two trees are the same when they have the same root; what they remember doesn't count.
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root
+    }
+}
+
+impl Eq for Tree {}
 
 impl Tree {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Tree { root: root.into() }
+        Tree {
+            root: root.into(),
+            known: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets every directory remembered: the next realize reads everything again.
+    pub fn forget(&self) {
+        self.known.borrow_mut().clear();
+    }
+
+    /// Forgets `dir` and everything below it.
+    fn forget_below(&self, dir: &Path, with_itself: bool) {
+        self.known
+            .borrow_mut()
+            .retain(|p, _| !(p.starts_with(dir) && (with_itself || p != dir)));
     }
 
     pub fn root(&self) -> &Path {
@@ -115,14 +162,36 @@ impl Tree {
         out
     }
 
-    /// Creates `rel` and every slice above it (each `mkdir` top-down; existing ones are fine).
+    /// Creates `rel` and every slice above it (each `mkdir` top-down; existing ones are fine;
+    /// ancestors the tree knows exist are skipped).
     pub fn create(&self, rel: impl AsRef<Path>) -> Result<Cgroup, CgroupError> {
         let rel = rel.as_ref();
         check_relative(rel)?;
+        match self.create_below(rel, true) {
+            // An ancestor it remembered is gone: forget, and mkdir every level again.
+            Err(e) if e.is_not_found() => {
+                self.forget();
+                self.create_below(rel, false)
+            }
+            other => other,
+        }
+    }
+
+    fn create_below(&self, rel: &Path, skip_known: bool) -> Result<Cgroup, CgroupError> {
         let mut cur = self.root.clone();
-        for part in rel.components() {
+        let mut parts = rel.components().peekable();
+        while let Some(part) = parts.next() {
             cur.push(part);
-            Cgroup::new(&cur).create()?;
+            let leaf = parts.peek().is_none();
+            if !leaf && skip_known && self.known.borrow().contains_key(&cur) {
+                continue;
+            }
+            match fs::create_dir(&cur) {
+                // A new directory: nothing remembered of that path can be true of it.
+                Ok(()) => self.forget_below(&cur, true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(CgroupError::Create { path: cur, err }),
+            }
         }
         Ok(Cgroup::new(cur))
     }
@@ -150,10 +219,16 @@ impl Tree {
             ..Availability::default()
         };
         for dir in self.ancestors(rel) {
-            let offered = ControllerSet::parse(&read_knob(&dir.join(CONTROLLERS))?);
-            note_missing(&mut avail, offered, &dir);
-            let enabled = ControllerSet::parse(&read_knob(&dir.join(SUBTREE_CONTROL))?);
-            let todo = avail.available.difference(enabled);
+            let remembered = self.known.borrow().get(&dir).copied();
+            let mut known = match remembered {
+                Some(k) => k,
+                None => Known {
+                    offered: ControllerSet::parse(&read_knob(&dir.join(CONTROLLERS))?),
+                    enabled: ControllerSet::parse(&read_knob(&dir.join(SUBTREE_CONTROL))?),
+                },
+            };
+            note_missing(&mut avail, known.offered, &dir);
+            let todo = avail.available.difference(known.enabled);
             if !todo.is_empty() {
                 let value = todo
                     .iter()
@@ -161,8 +236,12 @@ impl Tree {
                     .collect::<Vec<_>>()
                     .join(" ");
                 write_knob(&dir.join(SUBTREE_CONTROL), &value)?;
-                avail.enabled.push((dir, todo));
+                known.enabled = known.enabled.union(todo);
+                // What the children are offered follows this file.
+                self.forget_below(&dir, false);
+                avail.enabled.push((dir.clone(), todo));
             }
+            self.known.borrow_mut().insert(dir, known);
         }
         if rel.as_os_str().is_empty() {
             let offered = Cgroup::new(&self.root).controllers()?;
@@ -242,7 +321,9 @@ impl Tree {
                 path: rel.to_path_buf(),
             });
         }
-        self.cgroup(rel)?.remove_tree()
+        let cg = self.cgroup(rel)?;
+        self.forget_below(cg.path(), true);
+        cg.remove_tree()
     }
 }
 
@@ -457,6 +538,48 @@ mod tests {
             assert_eq!(warnings, vec![], "{pairs:?}");
             assert_eq!(fx.read(JOB, file), *content, "{pairs:?} -> {file}");
         }
+    }
+
+    #[test]
+    fn slices_gone_behind_the_trees_back_are_made_and_set_up_again() {
+        let fx = Fixture::new();
+        fx.cgroup(JOB);
+        let tree = Tree::new(fx.path());
+        let set = |s: &str| ControllerSet::parse(s);
+        tree.realize(JOB, &Resources::default(), &host()).unwrap();
+        assert_eq!(
+            fx.read("apps.slice", "cgroup.subtree_control"),
+            "+memory +pids"
+        );
+
+        // A sibling in the same slices: the tree remembers they are set up.
+        fx.cgroup("apps.slice/apps-batch.slice/other.service");
+        let a = tree
+            .enable_controllers(
+                "apps.slice/apps-batch.slice/other.service",
+                set("memory pids"),
+            )
+            .unwrap();
+        assert!(a.enabled.is_empty(), "{:?}", a.enabled);
+
+        // Someone removes the slices: the unit's mkdir fails, the tree forgets and mkdirs
+        // every level again, then reads and enables them again.
+        fs::remove_dir_all(fx.path().join("apps.slice")).unwrap();
+        let cg = tree.create(JOB).unwrap();
+        assert!(cg.path().is_dir());
+        for rel in ["apps.slice", "apps.slice/apps-batch.slice"] {
+            fx.write(rel, "cgroup.controllers", "memory pids\n");
+            fx.write(rel, "cgroup.subtree_control", "");
+        }
+        let a = tree.enable_controllers(JOB, set("memory pids")).unwrap();
+        let root = fx.path().to_path_buf();
+        assert_eq!(
+            a.enabled,
+            vec![
+                (root.join("apps.slice"), set("memory pids")),
+                (root.join("apps.slice/apps-batch.slice"), set("memory pids")),
+            ]
+        );
     }
 
     #[test]

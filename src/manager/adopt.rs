@@ -39,26 +39,37 @@ impl Manager {
         self.paths.runtime_dir.join("state")
     }
 
-    /// Writes `RUNTIME/state` (after any change of a service's main process or state).
+    /// Writes `RUNTIME/state` if something it holds changed during this turn of the event
+    /// loop ([`Manager::state_dirty`]): a service started or stopped running, its main process
+    /// or restart count changed, it became active. Not on every transition: the file holds
+    /// every running service, and writing it twice per start and twice per stop made a burst
+    /// of starts O(n²) (docs/PERFORMANCE.md finding 5).
+    pub(super) fn flush_state(&mut self) {
+        if std::mem::take(&mut self.state_dirty) {
+            self.save_state();
+        }
+    }
+
+    /// Writes `RUNTIME/state` now.
     pub(super) fn save_state(&self) {
         let saved: SavedState = self
             .states
             .iter()
-            .filter(|(_, s)| !matches!(s.active, ActiveState::Inactive | ActiveState::Failed))
-            .map(|(n, s)| {
+            .filter_map(|(n, s)| {
+                let (main_pid, n_restarts) = s.saved_part()?;
                 let active_enter = self
                     .active_enter
                     .get(n)
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_micros() as u64);
-                (
+                Some((
                     n.to_string(),
                     Saved {
-                        main_pid: s.main_pid,
-                        n_restarts: s.n_restarts,
+                        main_pid,
+                        n_restarts,
                         active_enter,
                     },
-                )
+                ))
             })
             .collect();
         let text = serde_json::to_string(&saved).unwrap_or_default();
@@ -193,6 +204,13 @@ fn is_our_child(pid: u32) -> bool {
 }
 
 impl super::state::ServiceState {
+    /// What the state file holds of this service: nothing while it is not running, else its
+    /// main process and restart count.
+    pub(super) fn saved_part(&self) -> Option<(Option<u32>, u32)> {
+        (!matches!(self.active, ActiveState::Inactive | ActiveState::Failed))
+            .then_some((self.main_pid, self.n_restarts))
+    }
+
     /// The state of a service found running at start: active, with that main process.
     pub fn adopt(&mut self, main_pid: Option<u32>, n_restarts: u32) {
         self.active = ActiveState::Active;

@@ -35,6 +35,9 @@ use crate::process::{self, ExitStatus, Reaper, SpawnSpec, Stdio};
 use crate::unit::graph::Pull;
 use crate::unit::{Kind, LoadState as Loaded, Output, Unit, UnitName, UnitSet};
 
+/// How many queued requests the manager handles in one turn of its event loop.
+const REQUESTS_PER_TURN: usize = 64;
+
 /// The PATH a service gets when its unit sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -56,8 +59,15 @@ pub struct Manager {
     pub(super) host: HostInfo,
     pub(super) paths: Paths,
     pub(super) states: BTreeMap<UnitName, ServiceState>,
+    /// Something the state file holds has changed since it was last written (see
+    /// [`Manager::save_state`]): written once at the end of the event loop's turn.
+    pub(super) state_dirty: bool,
     /// Slices whose cgroup exists.
     pub(super) live_slices: BTreeSet<UnitName>,
+    /// Slices this daemon has realized, with the limits written then: starting another unit
+    /// in one of them skips its realize (reload and set-limits write changes to live cgroups
+    /// themselves; limits that differ from these, or a cgroup gone, realize it again).
+    realized_slices: BTreeMap<UnitName, crate::limits::Resources>,
     pub(super) pids: HashMap<u32, UnitName>,
     /// Running `exec-stop` processes.
     control_pids: HashMap<u32, UnitName>,
@@ -108,12 +118,16 @@ impl Manager {
             })
             .collect();
         let (adopted_exits, adopted_exits_rx) = mpsc::unbounded_channel();
+        // The units were just loaded: what loading freed goes back to the kernel.
+        super::admin::release_freed_memory();
         Ok(Manager {
             units,
             tree,
             host,
             states,
+            state_dirty: false,
             live_slices: BTreeSet::new(),
+            realized_slices: BTreeMap::new(),
             pids: HashMap::new(),
             control_pids: HashMap::new(),
             deadlines: BTreeMap::new(),
@@ -260,12 +274,20 @@ impl Manager {
             return;
         };
         let rel = unit.cgroup_path();
+        if self.live_slices.contains(name)
+            && self.realized_slices.get(name) == Some(&unit.resources)
+            && self.tree.root().join(&rel).is_dir()
+        {
+            return;
+        }
         match self.tree.realize(&rel, &unit.resources, &self.host) {
             Ok(warnings) => {
                 for w in warnings {
                     tracing::warn!(unit = %name, "{w}");
                 }
                 self.live_slices.insert(name.clone());
+                self.realized_slices
+                    .insert(name.clone(), unit.resources.clone());
             }
             Err(e) => tracing::error!(unit = %name, "{e}"),
         }
@@ -280,8 +302,12 @@ impl Manager {
             return;
         };
         let before = (st.active, st.sub);
+        let saved_before = st.saved_part();
         let actions = step(&cfg, st, ev, Instant::now());
         let after = (st.active, st.sub);
+        if st.saved_part() != saved_before {
+            self.state_dirty = true;
+        }
         if before != after {
             tracing::info!(
                 unit = %name,
@@ -300,8 +326,8 @@ impl Manager {
             if after.0 == ActiveState::Active {
                 self.active_enter
                     .insert(name.clone(), std::time::SystemTime::now());
+                self.state_dirty = true;
             }
-            self.save_state();
             let _ = self.notify.send(Notification::UnitStateChanged {
                 unit: name.clone(),
                 active_state: after.0,
@@ -719,6 +745,7 @@ impl Manager {
             {
                 self.reap_remaining();
                 self.remove_slices();
+                self.flush_state();
                 return Ok(how);
             }
             let deadline = self.deadlines.values().min().copied();
@@ -736,7 +763,21 @@ impl Manager {
                     self.on_cgroup_events();
                 }
                 _ = sleep_until(deadline) => self.fire_timers(),
-                Some(req) = requests.recv() => self.handle(req),
+                Some(req) = requests.recv() => {
+                    self.handle(req);
+                    // A burst of requests shares one turn (and one state file write), a
+                    // bounded one: the other sources get their turn in between. A requested
+                    // shutdown ends the turn, so the loop's top starts it before what follows.
+                    for _ in 1..REQUESTS_PER_TURN {
+                        if self.shutdown.is_some() {
+                            break;
+                        }
+                        match requests.try_recv() {
+                            Ok(req) => self.handle(req),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Some(pid) = adopted_exits.recv() => self.on_adopted_exit(pid),
                 r = notify_fd.readable() => {
                     let mut g = r?;
@@ -749,6 +790,7 @@ impl Manager {
                     self.stop_all();
                 }
             }
+            self.flush_state();
         }
     }
 }
@@ -793,6 +835,7 @@ impl Manager {
                 if self.notify_sender(pid).is_some_and(|(n, _)| n == name) {
                     if let Some(st) = self.states.get_mut(&name) {
                         st.main_pid = Some(pid);
+                        self.state_dirty = true;
                     }
                     self.pids.insert(pid, name.clone());
                 }
@@ -1068,6 +1111,7 @@ impl Manager {
                 tracing::warn!(unit = %name, "{e}");
             }
             self.live_slices.remove(&name);
+            self.realized_slices.remove(&name);
         }
     }
 }

@@ -5,7 +5,13 @@
 //!
 //! One relay per service start, shared by stdout and stderr (both ends of one pipe); it ends
 //! when every writer has closed the pipe, i.e. when the unit's processes are gone.
+//!
+//! Cheap per running service (docs/PERFORMANCE.md findings 4 and 8): a relay waits for its pipe
+//! to be readable and only then borrows the thread's one read buffer, so no buffer is held per
+//! service; the log directory is created when a log file can't be opened for want of it, not
+//! on every start.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -13,8 +19,6 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-use tokio::io::AsyncReadExt;
 
 /// A log file is rotated when it grows past this.
 pub const MAX_LOG_BYTES: u64 = 8 << 20;
@@ -49,7 +53,6 @@ impl Relays {
 /// Creates the pipe for a service's output and starts the task that drains it. Returns the
 /// write end, for the child's stdout and/or stderr.
 pub fn start_relay(dir: &Path, unit: &str, relays: &Relays) -> std::io::Result<OwnedFd> {
-    std::fs::create_dir_all(dir)?;
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     resume_relay(dir, unit, read, relays)?;
     Ok(write)
@@ -75,7 +78,7 @@ pub fn resume_relay(dir: &Path, unit: &str, read: OwnedFd, relays: &Relays) -> s
     Ok(())
 }
 
-async fn relay(mut reader: tokio::net::unix::pipe::Receiver, path: PathBuf, unit: &str) {
+async fn relay(reader: tokio::net::unix::pipe::Receiver, path: PathBuf, unit: &str) {
     let mut log = match LogFile::open(path) {
         Ok(l) => l,
         Err(e) => {
@@ -84,35 +87,46 @@ async fn relay(mut reader: tokio::net::unix::pipe::Receiver, path: PathBuf, unit
         }
     };
     let journal = Journal::connect();
-    let mut buf = vec![0u8; 16 << 10];
     let mut partial: Vec<u8> = Vec::new();
     loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
+        if let Err(e) = reader.readable().await {
+            tracing::warn!(unit = %unit, "reading service output: {e}");
+            break;
+        }
+        // The buffer is borrowed only between readiness and the next await.
+        let read = READ_BUF.with_borrow_mut(|buf| match reader.try_read(buf) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                let data = buf.get(..n).unwrap_or_default();
+                if let Err(e) = log.write(data) {
+                    tracing::warn!(unit = %unit, "writing {}: {e}", log.path.display());
+                }
+                if let Some(j) = &journal {
+                    j.send_lines(unit, &mut partial, data);
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(e),
+        });
+        match read {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => {
                 tracing::warn!(unit = %unit, "reading service output: {e}");
                 break;
-            }
-        };
-        if let Err(e) = log.write(&buf[..n]) {
-            tracing::warn!(unit = %unit, "writing {}: {e}", log.path.display());
-        }
-        if let Some(j) = &journal {
-            partial.extend_from_slice(&buf[..n]);
-            while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = partial.drain(..=pos).collect();
-                j.send(unit, &line[..line.len() - 1]);
-            }
-            if partial.len() > 4096 {
-                j.send(unit, &partial);
-                partial.clear();
             }
         }
     }
     if let (Some(j), false) = (&journal, partial.is_empty()) {
         j.send(unit, &partial);
     }
+}
+
+thread_local! {
+    /// The read buffer every relay of this thread shares (16 KiB, once per thread).
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; 16 << 10].into_boxed_slice());
 }
 
 /// An append-only log file that rotates itself.
@@ -123,8 +137,18 @@ struct LogFile {
 }
 
 impl LogFile {
+    /// Opens (creates) the log file; creates its directory when that is missing.
     fn open(path: PathBuf) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let open = || OpenOptions::new().create(true).append(true).open(&path);
+        let file = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                open()?
+            }
+            other => other?,
+        };
         let size = file.metadata()?.len();
         Ok(LogFile { path, file, size })
     }
@@ -154,6 +178,20 @@ impl Journal {
         sock.connect(JOURNAL_SOCKET).ok()?;
         sock.set_nonblocking(true).ok()?;
         Some(Journal(sock))
+    }
+
+    /// Sends every complete line of `partial` + `data`, keeping the rest in `partial` (sent
+    /// anyway past 4 KiB).
+    fn send_lines(&self, unit: &str, partial: &mut Vec<u8>, data: &[u8]) {
+        partial.extend_from_slice(data);
+        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=pos).collect();
+            self.send(unit, line.get(..pos).unwrap_or_default());
+        }
+        if partial.len() > 4096 {
+            self.send(unit, partial);
+            partial.clear();
+        }
     }
 
     fn send(&self, unit: &str, line: &[u8]) {
@@ -266,12 +304,46 @@ mod tests {
         let mut f = File::from(w);
         f.write_all(b"one\ntwo\n").unwrap();
         drop(f);
-        for _ in 0..100 {
-            if tail(dir.path(), "r.service", 10) == ["one", "two"] && relays.snapshot().is_empty() {
+        wait_for_log(dir.path(), "r.service", &["one", "two"]).await;
+        // The relay ended with its writers and left the registry.
+        for _ in 0..200 {
+            if relays.snapshot().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(relays.snapshot().is_empty(), "{:?}", relays.snapshot());
+    }
+
+    async fn wait_for_log(dir: &Path, unit: &str, want: &[&str]) {
+        for _ in 0..200 {
+            if tail(dir, unit, 100) == want {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        panic!("log: {:?}", tail(dir.path(), "r.service", 10));
+        panic!("log of {unit}: {:?}", tail(dir, unit, 100));
+    }
+
+    #[tokio::test]
+    async fn relays_sharing_the_buffer_keep_their_output_apart_and_make_the_directory() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("made/on/first/start");
+        let relays = Relays::default();
+        let a = start_relay(&dir, "a.service", &relays).unwrap();
+        let b = start_relay(&dir, "b.service", &relays).unwrap();
+        let (mut a, mut b) = (File::from(a), File::from(b));
+        // More than the shared buffer holds, interleaved between the two.
+        let long = "x".repeat(20_000);
+        for i in 0..3 {
+            writeln!(a, "a{i} {long}").unwrap();
+            writeln!(b, "b{i}").unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop((a, b));
+        let a_lines: Vec<String> = (0..3).map(|i| format!("a{i} {long}")).collect();
+        let a_want: Vec<&str> = a_lines.iter().map(String::as_str).collect();
+        wait_for_log(&dir, "a.service", &a_want).await;
+        wait_for_log(&dir, "b.service", &["b0", "b1", "b2"]).await;
     }
 }

@@ -1,7 +1,9 @@
 //! The child's half: from clone returning 0 to `execve`.
 //!
 //! Everything here runs in a copy of a multi-threaded daemon with only the calling thread
-//! alive, so it is **async-signal-safe only**: raw system calls on data the parent prepared
+//! alive — or, on the usual path ([`super::vfork`]), in the daemon's own memory while the
+//! parent thread sleeps, so it also must not write anything of the parent's (it writes only its
+//! stack, errno and the kernel's state of the child) — so it is **async-signal-safe only**: raw system calls on data the parent prepared
 //! ([`Plan`]), no allocation, no locks, no logging, no panics (no indexing that could fail, no
 //! overflowing arithmetic). glibc's `setuid`/`setgid`/`setgroups` are avoided: in a process
 //! glibc believes multi-threaded they broadcast to the other threads (which don't exist here);

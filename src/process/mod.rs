@@ -9,6 +9,7 @@
 //!   is allocated before clone, and the namespace layout is decided (user first vs joins first);
 //! - `exec`: the child between clone and exec, async-signal-safe only;
 //! - `spawn`: clone3 with `CLONE_INTO_CGROUP | CLONE_PIDFD`, the pipe protocol, the fallback;
+//! - `vfork`: the usual clone3, `CLONE_VM | CLONE_VFORK` on a stack of the child's own;
 //! - [`reap`]: the SIGCHLD signalfd, the `waitpid(-1)` drain, subreaper, exit statuses;
 //! - [`signal`]: pidfd/pid/process-group signalling.
 //!
@@ -34,6 +35,7 @@ pub mod reap;
 pub mod signal;
 mod spawn;
 pub mod spec;
+mod vfork;
 
 pub use error::{SpawnError, Step};
 pub use reap::{ExitStatus, Reaper, block_sigchld, reap_all, set_child_subreaper, wait_pid};

@@ -18,6 +18,10 @@
 //!   comes from `pidfd_open` (race-free: an unreaped child's pid can't be reused), or there is
 //!   none (ENOSYS).
 //!
+//! - The usual path shares the daemon's memory with the child until it execs
+//!   (`CLONE_VM | CLONE_VFORK`, see [`super::vfork`]); units whose child must wait for the
+//!   parent (id maps) or that the kernel refuses with a shared mm take the copying clone3.
+//!
 //! **Reaping a child that failed before exec**: `spawn` reaps it itself (`waitpid(pid)`) before
 //! returning [`SpawnError::Exec`], and puts pid and status in the error. This is safe next to the
 //! daemon's `waitpid(-1)` reaper because both run in the manager's task (see [`super::reap`]):
@@ -43,9 +47,10 @@ use super::plan::{Plan, StdioSrc};
 use super::reap::{ExitStatus, wait_pid};
 use super::signal::{kill, pidfd_open, pidfd_send_signal};
 use super::spec::{SpawnSpec, Stdio};
+use super::vfork::{self, Vforked};
 
 /// `CLONE_INTO_CGROUP` (5.7+), a clone3-only flag above 32 bits.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+pub(super) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// A started process: its pid in the daemon's PID namespace and, where the kernel has them, a
 /// pidfd (poll it for readability = exited; signal through it with [`Child::signal`]).
@@ -121,7 +126,19 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child, SpawnError> {
             errno,
         }
     })?;
-    let cloned = clone_child(&plan, cgroup_fd.as_ref(), spec.legacy_clone);
+    let cloned = if vfork::usable(&plan, spec.legacy_clone) {
+        match vfork::clone_vfork(&plan, &fds, cgroup_fd.as_ref().map(AsRawFd::as_raw_fd)) {
+            Ok(Vforked::Child { pid, pidfd }) => Ok(Cloned::Parent {
+                pid,
+                pidfd,
+                legacy: false,
+            }),
+            Ok(Vforked::Unsupported) => clone_child(&plan, cgroup_fd.as_ref(), spec.legacy_clone),
+            Err(errno) => Err(errno),
+        }
+    } else {
+        clone_child(&plan, cgroup_fd.as_ref(), spec.legacy_clone)
+    };
     // Restoring the mask we had just set cannot fail; nothing useful to do if it did.
     let restore = || {
         let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);

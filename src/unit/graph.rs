@@ -39,6 +39,34 @@ pub struct Graph {
     edges: Vec<OrderEdge>,
 }
 
+/// Calls `f` with each ordering edge a unit declares (first, then, where it was written),
+/// whether or not its other end exists: its slice before it, its `after` and `before`, the
+/// owners of namespaces it joins before it. Borrows: nothing is cloned for edges not taken.
+fn each_declared_edge(
+    u: &Unit,
+    mut f: impl FnMut(&UnitName, &UnitName, Option<(&Location, &'static str)>),
+) {
+    match &u.service {
+        Some(s) => f(&s.slice, &u.name, None),
+        None => {
+            if let Some(parent) = u.name.parent_slice() {
+                f(&parent, &u.name, None);
+            }
+        }
+    }
+    if let Some(s) = &u.service {
+        for d in &s.deps.after {
+            f(&d.name, &u.name, Some((&d.at, "after")));
+        }
+        for d in &s.deps.before {
+            f(&u.name, &d.name, Some((&d.at, "before")));
+        }
+        for other in s.namespaces.shared_with() {
+            f(other, &u.name, None);
+        }
+    }
+}
+
 /// An ordering cycle: the units in order, each starting after the next, the first repeated at
 /// the end; and the edge from the first to the second (its place is where the error is
 /// reported).
@@ -66,64 +94,76 @@ impl Graph {
         let units: BTreeMap<&UnitName, &Unit> = units.into_iter().map(|u| (&u.name, u)).collect();
         let mut g = Graph::default();
         for u in units.values() {
-            g.before.entry(u.name.clone()).or_default();
-            let mut pulls = Vec::new();
-            if let Some(slice) = u.slice() {
-                g.add_edge(&units, slice.clone(), u.name.clone(), None);
-                pulls.push((slice, Pull::Requires));
-            }
-            if let Some(s) = &u.service {
-                for d in &s.deps.after {
-                    g.add_edge(
-                        &units,
-                        d.name.clone(),
-                        u.name.clone(),
-                        Some((d.at.clone(), "after")),
-                    );
-                }
-                for d in &s.deps.before {
-                    g.add_edge(
-                        &units,
-                        u.name.clone(),
-                        d.name.clone(),
-                        Some((d.at.clone(), "before")),
-                    );
-                }
-                for other in s.namespaces.shared_with() {
-                    g.add_edge(&units, other.clone(), u.name.clone(), None);
-                    pulls.push((other.clone(), Pull::Requires));
-                }
-                pulls.extend(
-                    s.deps
-                        .requires
-                        .iter()
-                        .map(|d| (d.name.clone(), Pull::Requires)),
-                );
-                pulls.extend(s.deps.wants.iter().map(|d| (d.name.clone(), Pull::Wants)));
-            }
-            g.pulls.insert(u.name.clone(), pulls);
+            g.add_own(u, |n| units.contains_key(n));
         }
         g
     }
 
+    /// Adds units that are new to the graph — a transient unit and the slices it brought —
+    /// without rebuilding it: their own edges and pulls, and the edges of the units already in
+    /// the graph that name them (dropped while they were missing). `all` is every loaded unit,
+    /// the new ones included; `exists` says whether a name is one of them. The result is the
+    /// graph [`Graph::new`] would build over `all` (edges possibly in another order).
+    pub fn add_new<'a>(
+        &mut self,
+        new: &[&'a Unit],
+        all: impl IntoIterator<Item = &'a Unit>,
+        exists: impl Fn(&UnitName) -> bool,
+    ) {
+        let is_new = |n: &UnitName| new.iter().any(|u| u.name == *n);
+        for u in new {
+            self.add_own(u, &exists);
+        }
+        for u in all.into_iter().filter(|u| !is_new(&u.name)) {
+            each_declared_edge(u, |first, then, origin| {
+                if (is_new(first) || is_new(then)) && exists(first) && exists(then) {
+                    self.add_edge(first, then, origin);
+                }
+            });
+        }
+    }
+
+    /// A unit's own entry: its pulls and the edges it declares, to units `exists` accepts.
+    fn add_own(&mut self, u: &Unit, exists: impl Fn(&UnitName) -> bool) {
+        self.before.entry(u.name.clone()).or_default();
+        let mut pulls = Vec::new();
+        if let Some(slice) = u.slice() {
+            pulls.push((slice, Pull::Requires));
+        }
+        if let Some(s) = &u.service {
+            for other in s.namespaces.shared_with() {
+                pulls.push((other.clone(), Pull::Requires));
+            }
+            pulls.extend(
+                s.deps
+                    .requires
+                    .iter()
+                    .map(|d| (d.name.clone(), Pull::Requires)),
+            );
+            pulls.extend(s.deps.wants.iter().map(|d| (d.name.clone(), Pull::Wants)));
+        }
+        self.pulls.insert(u.name.clone(), pulls);
+        each_declared_edge(u, |first, then, origin| {
+            if exists(first) && exists(then) {
+                self.add_edge(first, then, origin);
+            }
+        });
+    }
+
     fn add_edge(
         &mut self,
-        units: &BTreeMap<&UnitName, &Unit>,
-        first: UnitName,
-        then: UnitName,
-        origin: Option<(Location, &'static str)>,
+        first: &UnitName,
+        then: &UnitName,
+        origin: Option<(&Location, &'static str)>,
     ) {
-        if !units.contains_key(&first) || !units.contains_key(&then) {
-            return;
-        }
         self.before
             .entry(then.clone())
             .or_default()
             .insert(first.clone());
         self.edges.push(OrderEdge {
-            first,
-            then,
-            origin,
+            first: first.clone(),
+            then: then.clone(),
+            origin: origin.map(|(at, key)| (at.clone(), key)),
         });
     }
 

@@ -99,8 +99,11 @@ impl UnitSet {
     }
 
     /// Adds (or replaces) one loaded unit — a transient one — with the slices it needs, and
-    /// rebuilds the graph. Returns the names that are new to the set.
+    /// updates the graph: new units are added to it (rebuilding it per transient unit made a
+    /// burst of them O(n²), docs/PERFORMANCE.md finding 5); a replaced unit rebuilds it.
+    /// Returns the names that are new to the set.
     pub fn insert(&mut self, unit: Unit) -> Vec<UnitName> {
+        let replaced = self.units.contains_key(&unit.name);
         let mut added = Vec::new();
         let mut cur = unit.slice();
         while let Some(s) = cur {
@@ -129,7 +132,15 @@ impl UnitSet {
                 state: LoadState::Loaded(Box::new(unit)),
             },
         );
-        self.graph = Graph::new(self.loaded());
+        if replaced {
+            self.graph = Graph::new(self.loaded());
+        } else {
+            let units = &self.units;
+            let loaded = |n: &UnitName| units.get(n).and_then(Entry::unit);
+            let new: Vec<&Unit> = added.iter().filter_map(loaded).collect();
+            let all = units.values().filter_map(Entry::unit);
+            self.graph.add_new(&new, all, |n| loaded(n).is_some());
+        }
         added
     }
 }
@@ -417,4 +428,80 @@ fn finish(mut set: UnitSet, mut diags: Vec<Diagnostic>) -> UnitSet {
     set.graph = Graph::new(set.loaded());
     set.diagnostics = diags;
     set
+}
+
+#[cfg(test)]
+mod insert_tests {
+    use super::*;
+
+    fn n(s: &str) -> UnitName {
+        UnitName::parse(s).unwrap()
+    }
+
+    fn unit(name: &str, toml: &str) -> Unit {
+        let name = n(name);
+        let path = PathBuf::from(format!("/run/corral/units/{name}.toml"));
+        parse_unit(&name, &path, toml).unwrap()
+    }
+
+    /// Everything the graph answers, for every name involved.
+    fn answers(set: &UnitSet, names: &[&str]) -> Vec<String> {
+        let g = &set.graph;
+        names
+            .iter()
+            .map(|s| {
+                let u = n(s);
+                let waits: Vec<_> = g.waits_on(&u).collect();
+                let reqs: Vec<_> = g.requirements(&u).collect();
+                let tx: Vec<_> = g
+                    .transaction(std::slice::from_ref(&u))
+                    .into_iter()
+                    .collect();
+                format!("{u}: waits {waits:?} requires {reqs:?} pulls {tx:?}")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_unit_joins_the_graph_as_a_rebuild_would_have_it() {
+        let mut set = UnitSet::default();
+        for u in [
+            unit(
+                "web.service",
+                "[unit]\nafter = [\"job.service\"]\nwants = [\"job.service\"]\n\
+                 [service]\nexec = [\"/bin/true\"]\n",
+            ),
+            unit(
+                "log.service",
+                "[unit]\nbefore = [\"job.service\"]\n[service]\nexec = [\"/bin/true\"]\n",
+            ),
+        ] {
+            set.insert(u);
+        }
+        let added = set.insert(unit(
+            "job.service",
+            "[unit]\nslice = \"apps-batch.slice\"\nrequires = [\"log.service\"]\n\
+             after = [\"log.service\"]\n[service]\nexec = [\"/bin/true\"]\n",
+        ));
+        assert_eq!(
+            added,
+            [n("apps-batch.slice"), n("apps.slice"), n("job.service")]
+        );
+        let names = [
+            "web.service",
+            "log.service",
+            "job.service",
+            "apps.slice",
+            "apps-batch.slice",
+            "system.slice",
+            "-.slice",
+        ];
+        let incremental = answers(&set, &names);
+        set.graph = Graph::new(set.loaded());
+        assert_eq!(incremental, answers(&set, &names));
+        // The edges named before the unit existed are there.
+        let waits: Vec<_> = set.graph.waits_on(&n("web.service")).cloned().collect();
+        assert!(waits.contains(&n("job.service")), "{waits:?}");
+        assert!(set.graph.cycles().is_empty());
+    }
 }

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What a unit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,8 +56,13 @@ pub enum NameError {
 }
 
 /// A validated unit name such as `web.service` or `apps-batch.slice`.
+///
+/// Shared, not copied: a name is held in many places (the unit set, the dependency graph's
+/// maps and edges, every per-unit table of the manager), and a clone is a reference count,
+/// not an allocation — with 10 000 units loaded that is megabytes (docs/PERFORMANCE.md
+/// finding 7). Compares, orders and hashes as its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UnitName(String);
+pub struct UnitName(Arc<str>);
 
 /// The root slice: the cgroup root itself.
 pub const ROOT_SLICE: &str = "-.slice";
@@ -84,7 +90,7 @@ impl UnitName {
             return Err(NameError::BadChar(s.to_string(), c));
         }
         if s == ROOT_SLICE {
-            return Ok(UnitName(s.to_string()));
+            return Ok(UnitName(Arc::from(s)));
         }
         let first = s.chars().next().unwrap_or('.');
         if first == '.' || first == '-' {
@@ -100,15 +106,15 @@ impl UnitName {
         if kind == "slice" && stem.split('-').any(str::is_empty) {
             return Err(NameError::EmptySlicePart(s.to_string()));
         }
-        Ok(UnitName(s.to_string()))
+        Ok(UnitName(Arc::from(s)))
     }
 
     pub fn root_slice() -> Self {
-        UnitName(ROOT_SLICE.to_string())
+        UnitName(Arc::from(ROOT_SLICE))
     }
 
     pub fn default_slice() -> Self {
-        UnitName(DEFAULT_SLICE.to_string())
+        UnitName(Arc::from(DEFAULT_SLICE))
     }
 
     pub fn as_str(&self) -> &str {
@@ -129,7 +135,7 @@ impl UnitName {
     }
 
     pub fn is_root_slice(&self) -> bool {
-        self.0 == ROOT_SLICE
+        &*self.0 == ROOT_SLICE
     }
 
     /// The slice a slice lives in: `apps-batch.slice` → `apps.slice` → `-.slice` → none.
@@ -139,7 +145,7 @@ impl UnitName {
             return None;
         }
         Some(match self.stem().rsplit_once('-') {
-            Some((parent, _)) => UnitName(format!("{parent}.slice")),
+            Some((parent, _)) => UnitName(Arc::from(format!("{parent}.slice"))),
             None => UnitName::root_slice(),
         })
     }
@@ -151,7 +157,7 @@ impl UnitName {
         let mut cur = match self.kind() {
             Kind::Slice => Some(self.clone()),
             Kind::Service => {
-                chain.push(self.0.clone());
+                chain.push(self.0.to_string());
                 Some(slice.cloned().unwrap_or_else(UnitName::default_slice))
             }
         };
@@ -160,7 +166,7 @@ impl UnitName {
                 break;
             }
             cur = s.parent_slice();
-            chain.push(s.0);
+            chain.push(s.0.to_string());
         }
         chain.iter().rev().collect()
     }

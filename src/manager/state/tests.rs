@@ -63,6 +63,8 @@ fn simple_start_and_stop() {
                 "deactivating/stop-sigterm/success",
                 &[sig(true), arm(10), CheckEmpty],
             ),
+            // The main process was reaped: whether it was the last is checked at once, not
+            // left to a cgroup.events notification the kernel may delay by 10 ms.
             (
                 6,
                 MainExited(Exit::Signal(TERM)),
