@@ -61,6 +61,11 @@ fn status(
     }
 }
 
+/// A unit whose property requests the fake manager counts (only one test uses it).
+const COUNTED: &str = "counted.service";
+static COUNTED_GETS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static COUNTED_USAGE_GETS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// What a test tells the fake manager to do, as unit files appearing or going would.
 enum Control {
     Add(Box<UnitProperties>),
@@ -146,7 +151,13 @@ async fn fake_manager(
                     Err(RequestError::NoSuchUnit(unit))
                 });
             }
-            Request::GetProperties { unit, reply } => {
+            Request::GetProperties { unit, usage, reply } => {
+                if unit.as_str() == COUNTED {
+                    COUNTED_GETS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if usage {
+                        COUNTED_USAGE_GETS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
                 let _ = reply.send(
                     units
                         .get(&unit)
@@ -1007,4 +1018,70 @@ async fn socket_is_0600_replaces_stale_and_refuses_live_or_foreign() {
     // Something that is not a socket is never replaced.
     fs::write(&fx.sock, "not a socket").expect("write");
     assert!(matches!(again(), Err(ServerError::NotASocket { .. })));
+}
+
+/// `GetAll` is answered by zbus calling every getter: those of one call share one snapshot of
+/// the unit (two questions to the manager, the second for the cgroup's usage figures) instead
+/// of asking thirty times; a state property alone never reads usage; the next call is fresh.
+#[tokio::test]
+async fn get_all_asks_the_manager_once_per_kind_of_property() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let fx = Fixture::start();
+    fx.control
+        .send(Control::Add(Box::new(status(
+            COUNTED,
+            ActiveState::Active,
+            "running",
+            42,
+        ))))
+        .await
+        .expect("the fake manager runs");
+    let conn = fx.client().await;
+    let path = "/org/corral1/unit/counted_2eservice";
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let props = loop {
+        let p = zbus::fdo::PropertiesProxy::builder(&conn)
+            .destination(BUS_NAME)
+            .expect("name")
+            .path(path)
+            .expect("path")
+            .build()
+            .await
+            .expect("proxy");
+        let iface = zbus::names::InterfaceName::from_static_str_unchecked(UNIT_INTERFACE);
+        match p.get_all(iface).await {
+            Ok(all) => break all,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "counted.service never appeared: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(props.len(), 27, "{:?}", props.keys());
+    assert_eq!(u32::try_from(&props["MainPID"]).expect("MainPID is u"), 42);
+    assert_eq!(COUNTED_GETS.load(SeqCst), 2, "one GetAll");
+    assert_eq!(COUNTED_USAGE_GETS.load(SeqCst), 1, "one GetAll");
+
+    let unit = zbus::proxy::Builder::<Proxy>::new(&conn)
+        .destination(BUS_NAME)
+        .expect("name")
+        .path(path)
+        .expect("path")
+        .interface(UNIT_INTERFACE)
+        .expect("interface")
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .expect("proxy");
+    for _ in 0..2 {
+        let state: String = unit.get_property("ActiveState").await.expect("ActiveState");
+        assert_eq!(state, "active");
+    }
+    assert_eq!(COUNTED_GETS.load(SeqCst), 4, "each Get is fresh");
+    assert_eq!(
+        COUNTED_USAGE_GETS.load(SeqCst),
+        1,
+        "a state property reads no usage"
+    );
 }

@@ -275,7 +275,8 @@ async fn status(client: &Client, name: &str) -> anyhow::Result<Status> {
     use std::collections::{BTreeMap, HashMap};
     use zbus::zvariant::{OwnedValue, Value};
     let unit = client.unit(name).await?;
-    let limits: HashMap<String, OwnedValue> = client.property(&unit, "Limits").await?;
+    let props = client.properties(&unit).await?;
+    let limits: HashMap<String, OwnedValue> = props.get("Limits")?;
     let limits: BTreeMap<String, String> = limits
         .into_iter()
         .map(|(k, v)| {
@@ -294,32 +295,31 @@ async fn status(client: &Client, name: &str) -> anyhow::Result<Status> {
             (k, text)
         })
         .collect();
-    let effective: HashMap<String, (String, String)> =
-        client.property(&unit, "EffectiveLimits").await?;
+    let effective: HashMap<String, (String, String)> = props.get("EffectiveLimits")?;
     Ok(Status {
-        name: client.property(&unit, "Name").await?,
-        description: client.property(&unit, "Description").await?,
-        load_state: client.property(&unit, "LoadState").await?,
-        load_error: client.property(&unit, "LoadError").await?,
-        active_state: client.property(&unit, "ActiveState").await?,
-        sub_state: client.property(&unit, "SubState").await?,
-        result: client.property(&unit, "Result").await?,
-        main_pid: client.property(&unit, "MainPID").await?,
-        exit_status: client.property(&unit, "ExitStatus").await?,
-        n_restarts: client.property(&unit, "NRestarts").await?,
-        control_group: client.property(&unit, "ControlGroup").await?,
-        slice: client.property(&unit, "Slice").await?,
+        name: props.get("Name")?,
+        description: props.get("Description")?,
+        load_state: props.get("LoadState")?,
+        load_error: props.get("LoadError")?,
+        active_state: props.get("ActiveState")?,
+        sub_state: props.get("SubState")?,
+        result: props.get("Result")?,
+        main_pid: props.get("MainPID")?,
+        exit_status: props.get("ExitStatus")?,
+        n_restarts: props.get("NRestarts")?,
+        control_group: props.get("ControlGroup")?,
+        slice: props.get("Slice")?,
         limits,
         effective_limits: effective.into_iter().collect(),
-        memory_current: client.property(&unit, "MemoryCurrent").await?,
-        memory_peak: client.property(&unit, "MemoryPeak").await?,
-        cpu_usage_nsec: client.property(&unit, "CPUUsageNSec").await?,
-        tasks_current: client.property(&unit, "TasksCurrent").await?,
-        io_read_bytes: client.property(&unit, "IOReadBytes").await?,
-        io_write_bytes: client.property(&unit, "IOWriteBytes").await?,
-        oom_kills: client.property(&unit, "OOMKills").await?,
-        freezer_state: client.property(&unit, "FreezerState").await?,
-        active_enter_timestamp: client.property(&unit, "ActiveEnterTimestamp").await?,
+        memory_current: props.get("MemoryCurrent")?,
+        memory_peak: props.get("MemoryPeak")?,
+        cpu_usage_nsec: props.get("CPUUsageNSec")?,
+        tasks_current: props.get("TasksCurrent")?,
+        io_read_bytes: props.get("IOReadBytes")?,
+        io_write_bytes: props.get("IOWriteBytes")?,
+        oom_kills: props.get("OOMKills")?,
+        freezer_state: props.get("FreezerState")?,
+        active_enter_timestamp: props.get("ActiveEnterTimestamp")?,
         processes: client.processes(&unit).await?,
         log: client.log(name, 5).await?,
     })

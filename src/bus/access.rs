@@ -17,6 +17,7 @@ use zbus::Connection;
 use zbus::message::Header;
 use zbus::proxy::CacheProperties;
 
+use super::unit_object::Snapshot;
 use super::{Error, ManagerHandle};
 use crate::manager::request::{Request, RequestError};
 
@@ -136,6 +137,8 @@ pub struct Gate {
     pub(crate) manager: ManagerHandle,
     access: Access,
     caller: Caller,
+    /// The connection's last property snapshot (see [`Snapshot`]).
+    pub(crate) snapshot: Snapshot,
 }
 
 impl Gate {
@@ -144,6 +147,7 @@ impl Gate {
             manager,
             access,
             caller,
+            snapshot: Snapshot::default(),
         }
     }
 

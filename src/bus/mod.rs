@@ -105,10 +105,15 @@ impl ManagerHandle {
         self.ask(|reply| Request::ListUnits { reply }).await
     }
 
-    pub(crate) async fn properties(&self, unit: &UnitName) -> Result<UnitProperties, Error> {
+    /// A unit's properties; with `usage`, also what is read from its cgroup now.
+    pub(crate) async fn properties(
+        &self,
+        unit: &UnitName,
+        usage: bool,
+    ) -> Result<UnitProperties, Error> {
         let unit = unit.clone();
         Ok(self
-            .ask(|reply| Request::GetProperties { unit, reply })
+            .ask(|reply| Request::GetProperties { unit, usage, reply })
             .await??)
     }
 }

@@ -7,6 +7,7 @@
 //! nothing polls. A figure the kernel can't give reads 2^64-1.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 use zbus::message::Header;
@@ -17,6 +18,44 @@ use super::access::Gate;
 use super::{Error, limit_values};
 use crate::manager::request::{JobKind, Request, RequestError, UnitProperties};
 use crate::unit::UnitName;
+
+/// Which call a [`Snapshot`] was taken for: the sender and its serial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Call {
+    sender: Option<String>,
+    serial: u32,
+}
+
+/// The properties one connection was last given (one slot per connection, whatever its number
+/// of unit objects), reused by the other getters of the same call.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot(Arc<Mutex<Option<Taken>>>);
+
+#[derive(Debug)]
+struct Taken {
+    unit: UnitName,
+    call: Call,
+    usage: bool,
+    props: Arc<UnitProperties>,
+}
+
+impl Snapshot {
+    fn get(&self, unit: &UnitName, call: &Call, usage: bool) -> Option<Arc<UnitProperties>> {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref()
+            .filter(|t| t.unit == *unit && t.call == *call && (t.usage || !usage))
+            .map(|t| t.props.clone())
+    }
+
+    fn put(&self, unit: UnitName, call: Call, usage: bool, props: Arc<UnitProperties>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Taken {
+            unit,
+            call,
+            usage,
+            props,
+        });
+    }
+}
 
 /// One unit's object on one connection.
 #[derive(Debug)]
@@ -31,8 +70,32 @@ impl UnitObject {
         UnitObject { name, gate }
     }
 
-    async fn props(&self) -> fdo::Result<UnitProperties> {
-        Ok(self.gate.manager.properties(&self.name).await?)
+    /// The unit's properties for the call with `header` (with `usage`: also its cgroup's
+    /// figures). zbus answers `GetAll` by calling every getter with the same call's header:
+    /// the connection's [`Snapshot`] makes that one question to the manager (two with usage)
+    /// instead of thirty. Without a header (a `PropertiesChanged` being built), always fresh.
+    async fn props(
+        &self,
+        header: Option<&Header<'_>>,
+        usage: bool,
+    ) -> fdo::Result<Arc<UnitProperties>> {
+        let call = header.map(|h| Call {
+            sender: h.sender().map(|s| s.to_string()),
+            serial: h.primary().serial_num().get(),
+        });
+        if let Some(props) = call
+            .as_ref()
+            .and_then(|call| self.gate.snapshot.get(&self.name, call, usage))
+        {
+            return Ok(props);
+        }
+        let props = Arc::new(self.gate.manager.properties(&self.name, usage).await?);
+        if let Some(call) = call {
+            self.gate
+                .snapshot
+                .put(self.name.clone(), call, usage, props.clone());
+        }
+        Ok(props)
     }
 
     /// A state-changing request about this unit, for a caller who may make it.
@@ -172,14 +235,20 @@ impl UnitObject {
 
     /// The configured limits: canonical strings; `io-max` as one string per device.
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn limits(&self) -> fdo::Result<HashMap<String, OwnedValue>> {
+    async fn limits(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> fdo::Result<HashMap<String, OwnedValue>> {
         let mut out: HashMap<String, OwnedValue> = HashMap::new();
         let mut io: Vec<String> = Vec::new();
-        for (k, v) in self.props().await?.limits {
+        for (k, v) in &self.props(header.as_ref(), false).await?.limits {
             if k == "io-max" {
-                io.push(v);
+                io.push(v.clone());
             } else {
-                out.insert(k, OwnedValue::from(zbus::zvariant::Str::from(v)));
+                out.insert(
+                    k.clone(),
+                    OwnedValue::from(zbus::zvariant::Str::from(v.clone())),
+                );
             }
         }
         if !io.is_empty() {
@@ -193,74 +262,115 @@ impl UnitObject {
     /// For each max-type key: the tightest value over the unit and its slices, and the unit
     /// that binds it.
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn effective_limits(&self) -> fdo::Result<HashMap<String, (String, String)>> {
+    async fn effective_limits(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> fdo::Result<HashMap<String, (String, String)>> {
         Ok(self
-            .props()
+            .props(header.as_ref(), false)
             .await?
             .effective_limits
-            .into_iter()
-            .map(|(k, v, u)| (k, (v, u)))
+            .iter()
+            .map(|(k, v, u)| (k.clone(), (v.clone(), u.clone())))
             .collect())
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn memory_current(&self) -> fdo::Result<u64> {
-        Ok(self.props().await?.usage.memory_current)
+    async fn memory_current(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<u64> {
+        Ok(self
+            .props(header.as_ref(), true)
+            .await?
+            .usage
+            .memory_current)
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn memory_peak(&self) -> fdo::Result<u64> {
-        Ok(self.props().await?.usage.memory_peak)
+    async fn memory_peak(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<u64> {
+        Ok(self.props(header.as_ref(), true).await?.usage.memory_peak)
     }
 
     #[zbus(property(emits_changed_signal = "false"), name = "CPUUsageNSec")]
-    async fn cpu_usage_nsec(&self) -> fdo::Result<u64> {
-        Ok(self.props().await?.usage.cpu_usage_nsec)
+    async fn cpu_usage_nsec(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<u64> {
+        Ok(self
+            .props(header.as_ref(), true)
+            .await?
+            .usage
+            .cpu_usage_nsec)
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn tasks_current(&self) -> fdo::Result<u64> {
-        Ok(self.props().await?.usage.tasks_current)
+    async fn tasks_current(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<u64> {
+        Ok(self.props(header.as_ref(), true).await?.usage.tasks_current)
     }
 
     #[zbus(property(emits_changed_signal = "false"), name = "IOReadBytes")]
-    async fn io_read_bytes(&self) -> fdo::Result<u64> {
-        Ok(self.props().await?.usage.io_read_bytes)
+    async fn io_read_bytes(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<u64> {
+        Ok(self.props(header.as_ref(), true).await?.usage.io_read_bytes)
     }
 
     #[zbus(property(emits_changed_signal = "false"), name = "IOWriteBytes")]
-    async fn io_write_bytes(&self) -> fdo::Result<u64> {
-        Ok(self.props().await?.usage.io_write_bytes)
+    async fn io_write_bytes(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<u64> {
+        Ok(self
+            .props(header.as_ref(), true)
+            .await?
+            .usage
+            .io_write_bytes)
     }
 
     #[zbus(property(emits_changed_signal = "false"), name = "OOMKills")]
-    async fn oom_kills(&self) -> fdo::Result<u64> {
-        Ok(self.props().await?.usage.oom_kills)
+    async fn oom_kills(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<u64> {
+        Ok(self.props(header.as_ref(), true).await?.usage.oom_kills)
     }
 
     #[zbus(property(emits_changed_signal = "false"), name = "CPUPressure")]
-    async fn cpu_pressure(&self) -> fdo::Result<(f64, f64, f64)> {
-        Ok(self.props().await?.usage.cpu_pressure)
+    async fn cpu_pressure(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> fdo::Result<(f64, f64, f64)> {
+        Ok(self.props(header.as_ref(), true).await?.usage.cpu_pressure)
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn memory_pressure(&self) -> fdo::Result<(f64, f64, f64)> {
-        Ok(self.props().await?.usage.memory_pressure)
+    async fn memory_pressure(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> fdo::Result<(f64, f64, f64)> {
+        Ok(self
+            .props(header.as_ref(), true)
+            .await?
+            .usage
+            .memory_pressure)
     }
 
     #[zbus(property(emits_changed_signal = "false"), name = "IOPressure")]
-    async fn io_pressure(&self) -> fdo::Result<(f64, f64, f64)> {
-        Ok(self.props().await?.usage.io_pressure)
+    async fn io_pressure(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> fdo::Result<(f64, f64, f64)> {
+        Ok(self.props(header.as_ref(), true).await?.usage.io_pressure)
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn active_enter_timestamp(&self) -> fdo::Result<u64> {
-        Ok(self.props().await?.active_enter_timestamp)
+    async fn active_enter_timestamp(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> fdo::Result<u64> {
+        Ok(self
+            .props(header.as_ref(), false)
+            .await?
+            .active_enter_timestamp)
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn freezer_state(&self) -> fdo::Result<String> {
-        Ok(self.props().await?.freezer_state)
+    async fn freezer_state(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        Ok(self
+            .props(header.as_ref(), true)
+            .await?
+            .freezer_state
+            .clone())
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
@@ -274,57 +384,90 @@ impl UnitObject {
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn description(&self) -> fdo::Result<String> {
-        Ok(self.props().await?.description)
+    async fn description(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<String> {
+        Ok(self
+            .props(header.as_ref(), false)
+            .await?
+            .description
+            .clone())
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn load_state(&self) -> fdo::Result<String> {
-        Ok(self.props().await?.load_state.as_str().to_string())
+    async fn load_state(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<String> {
+        Ok(self
+            .props(header.as_ref(), false)
+            .await?
+            .load_state
+            .as_str()
+            .to_string())
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn load_error(&self) -> fdo::Result<String> {
-        Ok(self.props().await?.load_error)
+    async fn load_error(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<String> {
+        Ok(self.props(header.as_ref(), false).await?.load_error.clone())
     }
 
     #[zbus(property)]
-    async fn active_state(&self) -> fdo::Result<String> {
-        Ok(self.props().await?.active_state.as_str().to_string())
+    async fn active_state(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        Ok(self
+            .props(header.as_ref(), false)
+            .await?
+            .active_state
+            .as_str()
+            .to_string())
     }
 
     #[zbus(property)]
-    async fn sub_state(&self) -> fdo::Result<String> {
-        Ok(self.props().await?.sub_state.to_string())
+    async fn sub_state(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<String> {
+        Ok(self
+            .props(header.as_ref(), false)
+            .await?
+            .sub_state
+            .to_string())
     }
 
     #[zbus(property(emits_changed_signal = "invalidates"))]
-    async fn result(&self) -> fdo::Result<String> {
-        Ok(self.props().await?.result.as_str().to_string())
+    async fn result(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<String> {
+        Ok(self
+            .props(header.as_ref(), false)
+            .await?
+            .result
+            .as_str()
+            .to_string())
     }
 
     #[zbus(property(emits_changed_signal = "invalidates"), name = "MainPID")]
-    async fn main_pid(&self) -> fdo::Result<u32> {
-        Ok(self.props().await?.main_pid)
+    async fn main_pid(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<u32> {
+        Ok(self.props(header.as_ref(), false).await?.main_pid)
     }
 
     #[zbus(property(emits_changed_signal = "invalidates"))]
-    async fn exit_status(&self) -> fdo::Result<i32> {
-        Ok(self.props().await?.exit_status)
+    async fn exit_status(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<i32> {
+        Ok(self.props(header.as_ref(), false).await?.exit_status)
     }
 
     #[zbus(property(emits_changed_signal = "invalidates"), name = "NRestarts")]
-    async fn n_restarts(&self) -> fdo::Result<u32> {
-        Ok(self.props().await?.n_restarts)
+    async fn n_restarts(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<u32> {
+        Ok(self.props(header.as_ref(), false).await?.n_restarts)
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn control_group(&self) -> fdo::Result<String> {
-        Ok(self.props().await?.control_group)
+    async fn control_group(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+    ) -> fdo::Result<String> {
+        Ok(self
+            .props(header.as_ref(), false)
+            .await?
+            .control_group
+            .clone())
     }
 
     #[zbus(property(emits_changed_signal = "false"))]
-    async fn slice(&self) -> fdo::Result<String> {
-        Ok(self.props().await?.slice)
+    async fn slice(&self, #[zbus(header)] header: Option<Header<'_>>) -> fdo::Result<String> {
+        Ok(self.props(header.as_ref(), false).await?.slice.clone())
     }
 }

@@ -414,12 +414,48 @@ impl Client {
     }
 
     /// A property of a unit, as any D-Bus value.
+    /// Every property of the unit behind `unit` at once (`Properties.GetAll`).
+    pub async fn properties(&self, unit: &Proxy<'_>) -> Result<Properties, ClientError> {
+        let all = zbus::fdo::PropertiesProxy::builder(&self.conn)
+            .destination(BUS_NAME)?
+            .path(unit.path().to_owned())?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?
+            .get_all(zbus::names::InterfaceName::from_static_str_unchecked(
+                UNIT_INTERFACE,
+            ))
+            .await
+            .map_err(zbus::Error::from)?;
+        Ok(Properties(all))
+    }
+
     pub async fn property<T>(&self, unit: &Proxy<'_>, name: &str) -> Result<T, ClientError>
     where
         T: TryFrom<zbus::zvariant::OwnedValue>,
         T::Error: Into<zbus::Error>,
     {
         Ok(unit.get_property(name).await?)
+    }
+}
+
+/// Every property of one unit, from one `GetAll`: one round trip and one consistent snapshot.
+#[derive(Debug)]
+pub struct Properties(std::collections::HashMap<String, zbus::zvariant::OwnedValue>);
+
+impl Properties {
+    pub fn get<T>(&self, name: &str) -> Result<T, ClientError>
+    where
+        T: TryFrom<zbus::zvariant::OwnedValue>,
+        T::Error: Into<zbus::Error>,
+    {
+        let value = self
+            .0
+            .get(name)
+            .ok_or_else(|| ClientError::Call(format!("the unit has no property {name}")))?
+            .try_clone()
+            .map_err(zbus::Error::from)?;
+        T::try_from(value).map_err(|e| ClientError::from(e.into()))
     }
 }
 

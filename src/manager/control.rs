@@ -263,7 +263,7 @@ impl Manager {
     }
 
     /// Limits as configured, effective over the slice chain, and usage read now.
-    pub(super) fn limit_properties(&self, name: &UnitName) -> LimitProperties {
+    pub(super) fn limit_properties(&self, name: &UnitName, usage: bool) -> LimitProperties {
         let Some(unit) = self.units.get(name) else {
             return (Vec::new(), Vec::new(), Usage::default(), "running".into());
         };
@@ -282,7 +282,7 @@ impl Manager {
         }
         let refs: Vec<(&str, &Resources)> = chain.iter().map(|(n, r)| (n.as_str(), r)).collect();
         let effective = effective_limits(&refs, self.host.ram_bytes).to_pairs();
-        let (usage, frozen) = match self.live_cgroup(name) {
+        let (usage, frozen) = match self.live_cgroup(name).filter(|_| usage) {
             Some(cg) => {
                 let s = cg.stats();
                 let p = |x: Option<crate::cgroup::stats::Pressure>| {

@@ -876,8 +876,8 @@ impl Manager {
                     Err(RequestError::NoSuchUnit(unit))
                 });
             }
-            Request::GetProperties { unit, reply } => {
-                let _ = reply.send(self.properties(&unit));
+            Request::GetProperties { unit, usage, reply } => {
+                let _ = reply.send(self.properties(&unit, usage));
             }
             Request::QueueJob { unit, kind, reply } => {
                 let _ = reply.send(self.queue_job(unit, kind));
@@ -1032,14 +1032,14 @@ impl Manager {
         }
     }
 
-    fn properties(&self, name: &UnitName) -> Result<UnitProperties, RequestError> {
+    fn properties(&self, name: &UnitName, usage: bool) -> Result<UnitProperties, RequestError> {
         let entry = self
             .units
             .units
             .get(name)
             .ok_or_else(|| RequestError::NoSuchUnit(name.clone()))?;
         let summary = self.summary(name);
-        let (limits, effective_limits, usage, freezer_state) = self.limit_properties(name);
+        let (limits, effective_limits, usage, freezer_state) = self.limit_properties(name, usage);
         let st = self.states.get(name);
         let unit = entry.unit();
         Ok(UnitProperties {

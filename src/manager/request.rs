@@ -196,9 +196,11 @@ pub enum Request {
         unit: UnitName,
         reply: oneshot::Sender<Result<(), RequestError>>,
     },
-    /// The unit's state properties.
+    /// The unit's properties; with `usage`, its usage and freezer state read from the cgroup
+    /// now (otherwise they read as unknown: 2^64-1, "running").
     GetProperties {
         unit: UnitName,
+        usage: bool,
         reply: oneshot::Sender<Result<UnitProperties, RequestError>>,
     },
     /// Signal every process of the unit.
