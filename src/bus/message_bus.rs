@@ -179,6 +179,12 @@ async fn watch_and_serve(shared: &Shared, path: &Path) -> std::io::Result<()> {
                             );
                             break;
                         }
+                        // A bus killed just as we connected: the handshake hits its closed
+                        // socket. It is the bus going away, as above.
+                        Err(e) if bus_gone(&e) => {
+                            debug!("the {} went away while connecting: {e}", shared.label);
+                            break;
+                        }
                         Err(e) => {
                             warn!("serving on the {} at {}: {e}", shared.label, path.display());
                             reported = Some(e.to_string());
@@ -238,6 +244,21 @@ async fn serve(shared: &Shared, builder: Builder<'static>) -> Result<(), ServeEr
         }
         Err(_) if conn.is_closed() => Ok(()),
         other => other,
+    }
+}
+
+/// Whether a session failed because the bus's end of the socket closed under it (the bus
+/// daemon died or restarted), rather than for a reason of ours.
+fn bus_gone(e: &ServeError) -> bool {
+    use std::io::ErrorKind::{
+        BrokenPipe, ConnectionAborted, ConnectionReset, NotConnected, UnexpectedEof,
+    };
+    match e {
+        ServeError::Zbus(zbus::Error::InputOutput(io)) => matches!(
+            io.kind(),
+            BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | UnexpectedEof
+        ),
+        _ => false,
     }
 }
 
