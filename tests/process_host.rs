@@ -618,7 +618,10 @@ fn time_namespace_inside_a_user_namespace() {
     let inside = uptime(&run_ok(spec));
     // Both read at 10 ms resolution, and 21487.29 + 86400.0 is a hair above 107887.29 in
     // floating point: equal to the hundredth is right.
-    assert!(inside >= host + 86400.0 - 0.005, "inside {inside}, host {host}");
+    assert!(
+        inside >= host + 86400.0 - 0.005,
+        "inside {inside}, host {host}"
+    );
 }
 
 #[test]
