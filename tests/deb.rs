@@ -254,8 +254,9 @@ fn the_deb_installs_everything_it_should() {
             assert!(text.lines().any(|l| l == *line), "{path} lacks {line}");
         }
     }
-    // No bus activation file: corrald does not claim org.corral1 on the system bus yet, and
-    // activation would start it only for the call to time out.
+    // No bus activation file: corrald is the machine's resource manager, started with the
+    // system (`systemctl enable --now corrald`) and joining the bus when it can; a call to
+    // org.corral1 must not start the managed tree as a side effect.
     assert!(!root.join("usr/share/dbus-1/system-services").exists());
     let policy = read("/usr/share/dbus-1/system.d/org.corral1.conf");
     assert!(policy.contains("<allow own=\"org.corral1\"/>"), "{policy}");
