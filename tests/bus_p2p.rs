@@ -181,8 +181,21 @@ async fn fake_manager(
             Request::GetProcesses { reply, .. } => {
                 let _ = reply.send(Ok(vec![(777, "/bin/sleep 1".into())]));
             }
-            Request::StartTransient { reply, .. } => {
-                let _ = reply.send(Ok(next_job));
+            Request::StartTransient { unit, reply, .. } => {
+                // Running at once, its job announced; it ends when a test replaces it.
+                let id = next_job;
+                next_job += 1;
+                units.insert(
+                    unit.clone(),
+                    status(unit.as_str(), ActiveState::Active, "running", 778),
+                );
+                let _ = notify.send(Notification::UnitAdded(unit.clone()));
+                let _ = reply.send(Ok(id));
+                let _ = notify.send(Notification::JobRemoved {
+                    id,
+                    unit,
+                    result: JobResult::Done,
+                });
             }
             Request::Enable { reply, .. } | Request::Shutdown { reply, .. } => {
                 let _ = reply.send(Ok(()));
@@ -925,6 +938,38 @@ async fn a_client_does_not_wait_forever_for_a_lost_job_removed() {
             .expect("the job");
         assert_eq!(result, "done", "{method} {unit}");
     }
+}
+
+/// `corralctl run --wait` waits for its unit's end through `UnitStateChanged`, which a slow
+/// client may be spared (state changes are coalesced, unlike job results): when its unit ends
+/// without one, it still notices after a quiet spell and returns the exit status.
+#[tokio::test]
+async fn run_wait_notices_an_end_it_was_not_told_of() {
+    let fx = Fixture::start();
+    let client = corral::ctl::client::Client::connect(fx.sock.clone())
+        .await
+        .expect("corralctl's client")
+        .with_job_quiet(Duration::from_millis(200));
+    let run = tokio::spawn(async move {
+        client
+            .transient("once.service", "[service]\nexec = [\"/bin/true\"]\n", true)
+            .await
+    });
+    // Let it see the unit running, then end the unit without a state-change signal (the fake
+    // manager announces a replaced unit only as added).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ended = status("once.service", ActiveState::Inactive, "dead", 0);
+    ended.exit_status = 3;
+    fx.control
+        .send(Control::Add(Box::new(ended)))
+        .await
+        .expect("fake manager");
+    let code = tokio::time::timeout(TIMEOUT, run)
+        .await
+        .expect("run --wait is still waiting")
+        .expect("the task")
+        .expect("the run");
+    assert_eq!(code, Some(3));
 }
 
 #[tokio::test]

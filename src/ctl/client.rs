@@ -386,9 +386,14 @@ impl Client {
             if state == "inactive" || state == "failed" {
                 return Ok(Some(self.property(&unit, "ExitStatus").await?));
             }
-            // Woken by the next state change of any unit; re-read ours.
-            if changed.next().await.is_none() {
-                return Err(ClientError::Call("the daemon closed the connection".into()));
+            // Woken by the next state change of any unit; re-read ours. A client too slow for
+            // a burst may be spared some state changes (they are coalesced, unlike job
+            // results): after a quiet spell, look again anyway.
+            match tokio::time::timeout(self.job_quiet, changed.next()).await {
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => {
+                    return Err(ClientError::Call("the daemon closed the connection".into()));
+                }
             }
         }
     }
