@@ -296,6 +296,12 @@ impl Client {
                     Err(ClientError::Call("the bus closed the connection".into()))
                 }
                 None => {
+                    // The new daemon binds its socket anew (a rename into place): watched with
+                    // inotify from before the first try, so its appearance is never missed.
+                    let path = socket_path(address, user)?;
+                    let mut watch = crate::bus::watch::PathWatch::new(&path).map_err(|e| {
+                        ClientError::Call(format!("watching {}: {e}", path.display()))
+                    })?;
                     self.conn.closed().await;
                     loop {
                         if let Ok(new) = Client::open(address, user).await
@@ -303,7 +309,9 @@ impl Client {
                         {
                             return Ok(());
                         }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        watch.changed().await.map_err(|e| {
+                            ClientError::Call(format!("watching {}: {e}", path.display()))
+                        })?;
                     }
                 }
             }
