@@ -78,6 +78,12 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Reads web.service's `prop` through the bus (as `uid`, if given) and checks busctl's answer.
+fn assert_web_property(address: &str, uid: Option<u32>, prop: &str, want: &str) {
+    let out = busctl(address, uid, &["get-property", NAME, WEB, UNIT, prop]);
+    assert_eq!(stdout(&out).trim(), want, "{prop}: {}", show(&out));
+}
+
 /// corralctl as uid 65534 with no `--address`: the system bus is the one at `address`.
 fn ctl_as_nobody(address: &str, args: &[&str]) -> Output {
     bus::command_as(Some(NOBODY), env!("CARGO_BIN_EXE_corralctl"))
@@ -205,12 +211,7 @@ async fn corrald_waits_for_the_system_bus_serves_it_and_survives_its_restart() {
     .expect("PropertiesChanged over the bus within 10 s");
 
     // uid 65534: reads, and is refused every state change by corrald.
-    let out = busctl(
-        &address,
-        Some(NOBODY),
-        &["get-property", NAME, WEB, UNIT, "ActiveState"],
-    );
-    assert_eq!(stdout(&out).trim(), "s \"active\"", "{}", show(&out));
+    assert_web_property(&address, Some(NOBODY), "ActiveState", "s \"active\"");
     let out = busctl(
         &address,
         Some(NOBODY),
@@ -287,18 +288,8 @@ async fn corrald_waits_for_the_system_bus_serves_it_and_survives_its_restart() {
         assert!(rejected(&out), "{call:?} as uid 65534: {}", show(&out));
     }
     // Nothing of that happened.
-    let out = busctl(
-        &address,
-        None,
-        &["get-property", NAME, WEB, UNIT, "ActiveState"],
-    );
-    assert_eq!(stdout(&out).trim(), "s \"active\"", "{}", show(&out));
-    let out = busctl(
-        &address,
-        None,
-        &["get-property", NAME, WEB, UNIT, "NRestarts"],
-    );
-    assert_eq!(stdout(&out).trim(), "u 0", "{}", show(&out));
+    assert_web_property(&address, None, "ActiveState", "s \"active\"");
+    assert_web_property(&address, None, "NRestarts", "u 0");
 
     // corralctl as uid 65534 falls back to the bus: reads, and is refused a start.
     let out = ctl_as_nobody(&address, &["list"]);
@@ -340,12 +331,7 @@ async fn corrald_waits_for_the_system_bus_serves_it_and_survives_its_restart() {
         show(&out)
     );
     let bus = start_bus(&config, &address);
-    let out = busctl(
-        &address,
-        None,
-        &["get-property", NAME, WEB, UNIT, "ActiveState"],
-    );
-    assert_eq!(stdout(&out).trim(), "s \"active\"", "{}", show(&out));
+    assert_web_property(&address, None, "ActiveState", "s \"active\"");
     // And root still changes state through it.
     let out = busctl(
         &address,
@@ -374,12 +360,7 @@ async fn corrald_waits_for_the_system_bus_serves_it_and_survives_its_restart() {
             .output()
             .expect("running corralctl");
         assert!(out.status.success(), "{}", show(&out));
-        let out = busctl(
-            &address,
-            None,
-            &["get-property", NAME, WEB, UNIT, "ActiveState"],
-        );
-        assert_eq!(stdout(&out).trim(), "s \"inactive\"", "{}", show(&out));
+        assert_web_property(&address, None, "ActiveState", "s \"inactive\"");
         1
     };
 
