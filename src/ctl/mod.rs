@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::unit::Kind;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "corralctl",
@@ -39,12 +41,12 @@ pub enum Command {
     List,
     /// Show the state of units.
     Status {
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = unit_arg)]
         names: Vec<String>,
     },
     /// Start units (and what they require), wait until they are up.
     Start {
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = unit_arg)]
         names: Vec<String>,
         /// Return once the job is queued.
         #[arg(long)]
@@ -52,14 +54,14 @@ pub enum Command {
     },
     /// Stop units, wait until they are down.
     Stop {
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = unit_arg)]
         names: Vec<String>,
         #[arg(long)]
         no_block: bool,
     },
     /// Send a signal to every process of a unit.
     Kill {
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: String,
         /// Signal name or number.
         #[arg(long, short, default_value = "SIGTERM")]
@@ -67,17 +69,17 @@ pub enum Command {
     },
     /// Freeze every process of a unit (cgroup.freeze).
     Freeze {
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: String,
     },
     /// Thaw a frozen unit.
     Thaw {
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: String,
     },
     /// Change a unit's limits live (KEY=VALUE as in [resources]), and keep them.
     Limit {
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: String,
         #[arg(required = true, value_name = "KEY=VALUE")]
         limits: Vec<String>,
@@ -90,7 +92,7 @@ pub enum Command {
     },
     /// Show the last lines of a unit's log.
     Logs {
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: String,
         /// How many of the last lines to show.
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -102,10 +104,10 @@ pub enum Command {
     /// Start a command as a transient service (a unit that exists until reboot).
     Run {
         /// The unit's name (default: run-PID.service).
-        #[arg(long)]
+        #[arg(long, value_parser = unit_arg)]
         name: Option<String>,
         /// The slice to run it in.
-        #[arg(long)]
+        #[arg(long, value_parser = slice_arg)]
         slice: Option<String>,
         /// A [resources] limit, KEY=VALUE (repeatable).
         #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
@@ -122,30 +124,30 @@ pub enum Command {
     },
     /// Print a unit's file and drop-ins, in merge order.
     Cat {
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: String,
     },
     /// Re-read unit files; print every error; running units get changed limits.
     Reload,
     /// Start a unit at boot (writes its autostart drop-in).
     Enable {
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: String,
     },
     /// Stop starting a unit at boot.
     Disable {
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: String,
     },
     /// Stop every unit and power the machine off (corrald as PID 1).
     Poweroff,
     /// Stop every unit and reboot (corrald as PID 1).
     Reboot,
-    /// Re-execute the daemon in place (not available yet: the daemon says so).
+    /// Re-execute the daemon in place: state saved, services kept, the binary on disk run again.
     DaemonReexec,
     /// Stop then start units.
     Restart {
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = unit_arg)]
         names: Vec<String>,
         #[arg(long)]
         no_block: bool,
@@ -162,7 +164,7 @@ pub enum Command {
     /// Show the slice tree: units with their state, and their processes (like systemd-cgls).
     Tree {
         /// Show only this unit and what lies below it.
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: Option<String>,
     },
     /// Show units ordered by CPU use, refreshed (like systemd-cgtop).
@@ -186,6 +188,29 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// A unit name as typed: as with systemctl, a name without a kind suffix means a service
+/// (`web` → `web.service`). Anything else is left to the daemon, which names what is wrong.
+fn unit_arg(name: &str) -> Result<String, std::convert::Infallible> {
+    Ok(with_kind(name, Kind::Service))
+}
+
+/// A slice as typed: `apps` → `apps.slice`.
+fn slice_arg(name: &str) -> Result<String, std::convert::Infallible> {
+    Ok(with_kind(name, Kind::Slice))
+}
+
+fn with_kind(name: &str, kind: Kind) -> String {
+    let known = [Kind::Service, Kind::Slice].iter().any(|k| {
+        name.strip_suffix(k.as_str())
+            .is_some_and(|s| s.ends_with('.'))
+    });
+    if known || name.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}.{kind}")
+    }
 }
 
 #[cfg(test)]
@@ -216,5 +241,38 @@ mod tests {
         assert!(
             matches!(cli.command, Command::Limit { dry_run: true, ref name, .. } if name == "-.slice")
         );
+    }
+
+    #[test]
+    fn a_name_without_a_kind_is_a_service_as_with_systemctl() {
+        let cli = Cli::try_parse_from(["corralctl", "status", "web", "apps.slice", "a.b"]).unwrap();
+        match cli.command {
+            Command::Status { names } => {
+                assert_eq!(names, ["web.service", "apps.slice", "a.b.service"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["corralctl", "logs", "db"]).unwrap();
+        assert!(matches!(cli.command, Command::Logs { ref name, .. } if name == "db.service"));
+        let cli = Cli::try_parse_from([
+            "corralctl",
+            "run",
+            "--name",
+            "job",
+            "--slice",
+            "batch",
+            "--",
+            "/bin/true",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Run { name, slice, .. } => {
+                assert_eq!(name.as_deref(), Some("job.service"));
+                assert_eq!(slice.as_deref(), Some("batch.slice"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // ".service" alone has no stem: left for the daemon to refuse by name.
+        assert_eq!(with_kind(".service", Kind::Service), ".service");
     }
 }
