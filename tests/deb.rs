@@ -269,6 +269,23 @@ fn the_deb_installs_everything_it_should() {
             "{bin} --version: {version}"
         );
     }
+    // The release link's layout (build.rs): the functions that run first packed at the start of
+    // the code (`link/corrald.ld` matched what this code is called), relocations as DT_RELR.
+    let sections = run(Command::new("readelf")
+        .arg("-SW")
+        .arg(root.join("usr/bin/corrald")));
+    let ordered = sections
+        .lines()
+        .find(|l| l.contains(" .text.corral_order "))
+        .and_then(|l| l.split_whitespace().rev().nth(5))
+        .and_then(|size| u64::from_str_radix(size, 16).ok())
+        .unwrap_or(0);
+    assert!(
+        ordered >= 512 * 1024,
+        "corrald's ordered code is {ordered} bytes, expected the ~1 MB scripts/symbol-order \
+         recorded (renamed code? run it again):\n{sections}"
+    );
+    assert!(sections.contains(" .relr.dyn "), "{sections}");
     let bash = read("/usr/share/bash-completion/completions/corralctl");
     assert!(
         bash.contains("corralctl") && bash.contains("status"),
