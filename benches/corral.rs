@@ -624,6 +624,14 @@ struct Client {
     conn: Connection,
     jobs: mpsc::UnboundedReceiver<(u32, String, Instant)>,
     seen: HashMap<u32, (String, Instant)>,
+    /// Reads the signals; it holds the connection, so a dropped client ends it to hang up.
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Client {
@@ -638,7 +646,7 @@ impl Client {
             .await?;
         let mut stream = zbus::MessageStream::from(&conn);
         let (tx, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let h = msg.header();
                 if h.message_type() == zbus::message::Type::Signal
@@ -654,6 +662,7 @@ impl Client {
             conn,
             jobs,
             seen: HashMap::new(),
+            reader,
         })
     }
 

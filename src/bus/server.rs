@@ -222,7 +222,11 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                // The connection's objects (one per unit) are freed now; glibc would keep most
+                // of that memory (13 MB after one `corralctl list` with 10 000 units).
+                crate::manager::admin::release_freed_memory();
+            }
         }
     }
 }
