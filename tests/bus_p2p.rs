@@ -276,6 +276,19 @@ impl Fixture {
         }
     }
 
+    /// The fake manager loads `late.service` (inactive) and announces it.
+    async fn add_late_service(&self) {
+        self.control
+            .send(Control::Add(Box::new(status(
+                "late.service",
+                ActiveState::Inactive,
+                "dead",
+                0,
+            ))))
+            .await
+            .expect("the fake manager runs");
+    }
+
     async fn client(&self) -> Connection {
         let stream = tokio::net::UnixStream::connect(&self.sock)
             .await
@@ -824,15 +837,7 @@ async fn unit_objects_follow_the_manager() {
             .contains("late_2eservice")
     );
 
-    fx.control
-        .send(Control::Add(Box::new(status(
-            "late.service",
-            ActiveState::Inactive,
-            "dead",
-            0,
-        ))))
-        .await
-        .expect("the fake manager runs");
+    fx.add_late_service().await;
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while !introspect("/org/corral1/unit")
         .await
@@ -889,6 +894,89 @@ async fn unit_objects_follow_the_manager() {
     let text = stdout(&out);
     assert!(text.contains("/org/corral1/unit/late_2eservice"), "{text}");
     assert!(!text.contains("web_2eservice"), "{text}");
+}
+
+/// A private-socket connection registers a unit's object at its client's first call to it
+/// (src/bus/on_demand.rs): a unit path called cold works, one added after the
+/// client connected too, and an unknown or removed one is `UnknownObject`.
+#[tokio::test]
+async fn unit_objects_are_there_at_a_clients_first_call() {
+    let fx = Fixture::start();
+    let conn = fx.client().await;
+    let active_state = |path: &'static str| {
+        let conn = conn.clone();
+        async move {
+            let p = Proxy::new(&conn, BUS_NAME, path, UNIT_INTERFACE)
+                .await
+                .expect("proxy");
+            p.get_property::<String>("ActiveState").await
+        }
+    };
+    // No GetUnit, ListUnits or Introspect first.
+    assert_eq!(
+        active_state("/org/corral1/unit/web_2eservice")
+            .await
+            .expect("web.service read cold"),
+        "active"
+    );
+    let e = active_state("/org/corral1/unit/nope_2eservice")
+        .await
+        .expect_err("no such unit");
+    assert_eq!(error_name(&e), "org.freedesktop.DBus.Error.UnknownObject");
+
+    fx.add_late_service().await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        match active_state("/org/corral1/unit/late_2eservice").await {
+            Ok(state) => {
+                assert_eq!(state, "inactive");
+                break;
+            }
+            Err(e) => {
+                assert_eq!(error_name(&e), "org.freedesktop.DBus.Error.UnknownObject");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "late.service never appeared"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    // busctl, calling cold on a connection of its own, and then removal.
+    let out = fx
+        .busctl(
+            None,
+            &[
+                "get-property",
+                BUS_NAME,
+                "/org/corral1/unit/late_2eservice",
+                UNIT_INTERFACE,
+                "SubState",
+            ],
+        )
+        .await;
+    assert_ok(&out);
+    assert_eq!(stdout(&out).trim(), "s \"dead\"");
+    fx.control
+        .send(Control::Remove(name("late.service")))
+        .await
+        .expect("the fake manager runs");
+    loop {
+        match active_state("/org/corral1/unit/late_2eservice").await {
+            Ok(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "late.service never went"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => {
+                assert_eq!(error_name(&e), "org.freedesktop.DBus.Error.UnknownObject");
+                break;
+            }
+        }
+    }
 }
 
 /// Bug: in a burst larger than the notification buffer, a connection lost `JobRemoved`

@@ -35,7 +35,7 @@ use zbus::fdo::{DBusProxy, RequestNameFlags, RequestNameReply};
 use zbus::proxy::CacheProperties;
 
 use super::access::{Caller, Gate};
-use super::objects::{Objects, ServeError};
+use super::objects::{Objects, ServeError, Units};
 use super::watch::PathWatch;
 use super::{Access, BUS_NAME, ManagerHandle, Mode, ServerInfo};
 
@@ -220,7 +220,7 @@ async fn watch_and_serve(shared: &Shared, path: &Path) -> std::io::Result<()> {
 async fn serve(shared: &Shared, builder: Builder<'static>) -> Result<(), ServeError> {
     let gate = Gate::new(shared.manager.clone(), shared.access, Caller::Bus);
     let (builder, objects, notifications) =
-        Objects::register(builder, gate, shared.info.clone()).await?;
+        Objects::register(builder, gate, shared.info.clone(), Units::All).await?;
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, builder.build())
         .await
         .map_err(|_| ServeError::AuthTimeout(CONNECT_TIMEOUT))??;

@@ -14,7 +14,8 @@
 //! error names), [`access`] (who may change state, and who is calling), [`hello`] (the
 //! `org.freedesktop.DBus.Hello` shim busctl needs on a peer-to-peer socket), [`manager_object`]
 //! and [`unit_object`] (the interfaces), [`objects`] (what a connection serves and how it
-//! follows the manager), [`server`] (private socket, accept loop, per-connection task),
+//! follows the manager), [`on_demand`] (unit objects registered at a client's first call),
+//! [`server`] (private socket, accept loop, per-connection task),
 //! [`message_bus`] (the bus connection's life) and [`watch`] (waiting for a path).
 
 pub mod access;
@@ -23,6 +24,7 @@ pub mod hello;
 pub mod manager_object;
 pub mod message_bus;
 pub mod objects;
+pub mod on_demand;
 pub mod server;
 pub mod unit_object;
 pub mod watch;

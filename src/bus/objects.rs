@@ -1,22 +1,18 @@
 //! The objects of one connection, whatever its transport (the private socket's
 //! [`server`](super::server) or the message bus's [`message_bus`](super::message_bus)): the
-//! manager object and one object per unit, registered before the connection is handed out, and
-//! kept in step with the manager's [`Notification`]s — units added and removed, and the signals
-//! `JobRemoved`, `UnitStateChanged` and `PropertiesChanged` emitted on the connection.
+//! manager object and the unit objects, kept in step with the manager's [`Notification`]s —
+//! units added and removed, and the signals `JobRemoved`, `UnitStateChanged` and
+//! `PropertiesChanged` emitted on the connection.
 //!
 //! **Unit objects and zbus.** zbus 5's `ObjectServer` belongs to one connection and dispatches
 //! only paths registered on it, node by node: there is no fallback or subtree handler (an
 //! unregistered path is answered `UnknownObject` by the object server before any user code
-//! sees it, and the `Interface` trait is looked up per node). Intercepting calls with a
-//! `MessageStream` races with the object server's own `UnknownObject` reply, so it is no way out
-//! either. Hence every unit object is registered on every connection: each costs a tree node
-//! with zbus's three standard interfaces plus our small [`UnitObject`] (a name and a
-//! [`Gate`]), and a new connection registers all units before it finishes authentication (so a
-//! client never sees a unit path as unknown). The cost grows as connections × units; the bus is
-//! one connection however many clients it carries. If the benchmark shows the private socket's
-//! share matters, the alternative is a connection without an `ObjectServer` and a hand-written
-//! dispatcher on its `MessageStream` (Properties, Introspectable and Peer for the unit subtree
-//! by hand).
+//! sees it). Each registered unit costs a tree node with zbus's three standard interfaces plus
+//! our small [`UnitObject`] (a name and a [`Gate`]), ~1.2 KB. So which units a connection gets
+//! depends on its transport ([`Units`]): the bus connection, one however many clients it
+//! carries, registers them all before it is handed out; a private-socket connection registers a
+//! unit when its client first calls it ([`on_demand`](super::on_demand)), so a client costs
+//! what it uses rather than connections × units.
 //!
 //! **Lost notifications.** A connection that falls behind the manager's state changes
 //! ([`Received::Lagged`]) re-reads the unit list and makes its objects match it; the state
@@ -27,6 +23,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tracing::warn;
 use zbus::connection::Builder;
 use zbus::object_server::SignalEmitter;
@@ -35,9 +32,12 @@ use zbus::{Connection, fdo, names::InterfaceName};
 
 use super::access::Gate;
 use super::manager_object::ManagerObject;
+use super::on_demand::{Registered, Wanted};
 use super::server::ServerInfo;
 use super::unit_object::UnitObject;
-use super::{Error, MANAGER_PATH, Notification, Received, Subscription, UNIT_INTERFACE, unit_path};
+use super::{
+    Error, MANAGER_PATH, Notification, Received, Request, Subscription, UNIT_INTERFACE, unit_path,
+};
 use crate::unit::UnitName;
 
 /// Properties re-read by clients after a state change (`emits_changed_signal = "invalidates"`).
@@ -54,35 +54,60 @@ pub enum ServeError {
     AuthTimeout(Duration),
 }
 
+/// Which unit objects a connection gets.
+pub(crate) enum Units {
+    /// Every unit, registered before the connection is handed out, and every unit added later.
+    All,
+    /// The units its reader asks for, before a call to them is dispatched
+    /// ([`OnDemand`](super::on_demand::OnDemand)).
+    OnDemand(Registered, mpsc::UnboundedReceiver<Wanted>),
+}
+
 /// The unit objects registered on one connection, and what a new one needs.
 pub struct Objects {
     gate: Gate,
-    units: HashSet<UnitName>,
+    units: Registered,
+    /// Every unit is registered, and so is every unit added from now on.
+    every: bool,
+    /// The reader's requests, with [`Units::OnDemand`].
+    wanted: Option<mpsc::UnboundedReceiver<Wanted>>,
 }
 
 impl Objects {
-    /// Subscribes to the manager's notifications, then registers the manager object and an
-    /// object for every unit on `builder` — subscribed before listing, so no unit can appear
-    /// between the list and the subscription.
+    /// Subscribes to the manager's notifications, then registers the manager object and, with
+    /// [`Units::All`], an object for every unit on `builder` — subscribed before listing, so no
+    /// unit can appear between the list and the subscription.
     pub(crate) async fn register(
         builder: Builder<'static>,
         gate: Gate,
         info: Arc<ServerInfo>,
+        units: Units,
     ) -> Result<(Builder<'static>, Objects, Subscription), ServeError> {
         let notifications = gate.manager.subscribe();
-        let units = gate.manager.list_units().await?;
         let mut builder = builder.serve_at(MANAGER_PATH, ManagerObject::new(gate.clone(), info))?;
-        let mut registered = HashSet::with_capacity(units.len());
-        for unit in units {
-            builder = builder.serve_at(
-                unit_path(&unit.name),
-                UnitObject::new(unit.name.clone(), gate.clone()),
-            )?;
-            registered.insert(unit.name);
-        }
-        let objects = Objects {
-            gate,
-            units: registered,
+        let objects = match units {
+            Units::All => {
+                let registered = Registered::default();
+                for unit in gate.manager.list_units().await? {
+                    builder = builder.serve_at(
+                        unit_path(&unit.name),
+                        UnitObject::new(unit.name.clone(), gate.clone()),
+                    )?;
+                    registered.insert(unit.name);
+                }
+                Objects {
+                    gate,
+                    units: registered,
+                    every: true,
+                    wanted: None,
+                }
+            }
+            Units::OnDemand(registered, wanted) => Objects {
+                gate,
+                units: registered,
+                every: false,
+                wanted: Some(wanted),
+            },
         };
         Ok((builder, objects, notifications))
     }
@@ -95,9 +120,15 @@ impl Objects {
         mut notifications: Subscription,
         who: &str,
     ) -> Result<(), ServeError> {
+        let mut wanted = self.wanted.take();
         loop {
             tokio::select! {
                 () = conn.closed() => return Ok(()),
+                w = next_wanted(&mut wanted) => match w {
+                    Some(w) => self.provide(conn, w).await?,
+                    // The reader is gone, and with it the connection.
+                    None => wanted = None,
+                },
                 n = notifications.recv() => match n {
                     Received::Notification(n) => self.apply(conn, n).await?,
                     Received::Lagged(missed) => {
@@ -112,6 +143,35 @@ impl Objects {
                 },
             }
         }
+    }
+
+    /// Registers what the connection's reader waits for, then lets it go on.
+    async fn provide(&mut self, conn: &Connection, wanted: Wanted) -> Result<(), ServeError> {
+        match wanted {
+            Wanted::Unit(name, done) => {
+                if !self.units.contains(&name) {
+                    let unit = name.clone();
+                    let known = self
+                        .gate
+                        .manager
+                        .ask(|reply| Request::GetUnit { unit, reply })
+                        .await?;
+                    // An unknown unit gets no object: the call is answered `UnknownObject`.
+                    if known.is_ok() {
+                        self.add_unit(conn, name).await?;
+                    }
+                }
+                let _ = done.send(());
+            }
+            Wanted::Every(done) => {
+                self.every = true;
+                for unit in self.gate.manager.list_units().await? {
+                    self.add_unit(conn, unit.name).await?;
+                }
+                let _ = done.send(());
+            }
+        }
+        Ok(())
     }
 
     async fn add_unit(&mut self, conn: &Connection, name: UnitName) -> zbus::Result<()> {
@@ -135,7 +195,8 @@ impl Objects {
 
     async fn apply(&mut self, conn: &Connection, n: Notification) -> Result<(), ServeError> {
         match n {
-            Notification::UnitAdded(name) => self.add_unit(conn, name).await?,
+            Notification::UnitAdded(name) if self.every => self.add_unit(conn, name).await?,
+            Notification::UnitAdded(_) => {}
             Notification::UnitRemoved(name) => self.remove_unit(conn, &name).await?,
             Notification::JobRemoved { id, unit, result } => {
                 let emitter = SignalEmitter::new(conn, MANAGER_PATH)?;
@@ -154,22 +215,22 @@ impl Objects {
                     sub_state,
                 )
                 .await?;
-                if self.units.contains(&unit) {
-                    let emitter = SignalEmitter::new(conn, unit_path(&unit))?;
-                    let changed = [
-                        ("ActiveState", Value::from(active_state.as_str())),
-                        ("SubState", Value::from(sub_state)),
-                    ]
-                    .into_iter()
-                    .collect();
-                    fdo::Properties::properties_changed(
-                        &emitter,
-                        InterfaceName::from_static_str_unchecked(UNIT_INTERFACE),
-                        changed,
-                        INVALIDATED_ON_STATE_CHANGE.into(),
-                    )
-                    .await?;
-                }
+                // Whether or not this client has called the unit yet: its object is there
+                // for it the moment it does.
+                let emitter = SignalEmitter::new(conn, unit_path(&unit))?;
+                let changed = [
+                    ("ActiveState", Value::from(active_state.as_str())),
+                    ("SubState", Value::from(sub_state)),
+                ]
+                .into_iter()
+                .collect();
+                fdo::Properties::properties_changed(
+                    &emitter,
+                    InterfaceName::from_static_str_unchecked(UNIT_INTERFACE),
+                    changed,
+                    INVALIDATED_ON_STATE_CHANGE.into(),
+                )
+                .await?;
             }
         }
         Ok(())
@@ -185,13 +246,24 @@ impl Objects {
             .into_iter()
             .map(|u| u.name)
             .collect();
-        let gone: Vec<UnitName> = self.units.difference(&now).cloned().collect();
-        for name in gone {
-            self.remove_unit(conn, &name).await?;
+        for name in self.units.names() {
+            if !now.contains(&name) {
+                self.remove_unit(conn, &name).await?;
+            }
         }
-        for name in now {
-            self.add_unit(conn, name).await?;
+        if self.every {
+            for name in now {
+                self.add_unit(conn, name).await?;
+            }
         }
         Ok(())
+    }
+}
+
+/// The next request of a connection's reader; never, for a connection without one.
+async fn next_wanted(wanted: &mut Option<mpsc::UnboundedReceiver<Wanted>>) -> Option<Wanted> {
+    match wanted {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -1,6 +1,7 @@
 //! The private peer-to-peer socket (`RUNTIME/private`, DESIGN §1, §4): bound with mode 0600,
 //! accepted in one tokio task, each connection served by its own task as a zbus p2p server
-//! (EXTERNAL authentication) with the [`Hello`] shim, the manager object and one object per unit.
+//! (EXTERNAL authentication) with the [`Hello`] shim, the manager object and an object for each
+//! unit the client calls (registered at its first call: [`on_demand`](super::on_demand)).
 //!
 //! **Binding.** The socket is bound under a temporary name, chmod'ed to 0600 and renamed into
 //! place, so there is no moment at which it exists with the umask's mode (changing the umask
@@ -26,11 +27,13 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn};
 use zbus::connection::Builder;
+use zbus::connection::socket::{BoxedSplit, Split};
 use zbus::{AuthMechanism, Guid, OwnedGuid};
 
 use super::access::{Caller, Gate};
 use super::hello::{HELLO_PATH, Hello};
-use super::objects::{Objects, ServeError};
+use super::objects::{Objects, ServeError, Units};
+use super::on_demand::OnDemand;
 use super::{Access, ManagerHandle, Mode, ServerError};
 
 /// Mode of the private socket: only its owner (root, or the user in user mode) connects.
@@ -252,7 +255,10 @@ async fn serve(
     peer_uid: Option<u32>,
     shared: &Shared,
 ) -> Result<(), ServeError> {
-    let builder = Builder::unix_stream(stream)
+    let (read, write) = stream.into_split();
+    let (read, registered, wanted) = OnDemand::new(read);
+    let socket: BoxedSplit = Split::new(Box::new(read), Box::new(write));
+    let builder = Builder::socket(socket)
         .server(shared.guid.clone())?
         .p2p()
         .auth_mechanism(AuthMechanism::External)
@@ -262,8 +268,13 @@ async fn serve(
         shared.access,
         Caller::Peer(peer_uid),
     );
-    let (builder, objects, notifications) =
-        Objects::register(builder, gate, shared.info.clone()).await?;
+    let (builder, objects, notifications) = Objects::register(
+        builder,
+        gate,
+        shared.info.clone(),
+        Units::OnDemand(registered, wanted),
+    )
+    .await?;
     let conn = tokio::time::timeout(AUTH_TIMEOUT, builder.build())
         .await
         .map_err(|_| ServeError::AuthTimeout(AUTH_TIMEOUT))??;
