@@ -238,7 +238,7 @@ pub(super) fn release_freed_memory() {
     }
 }
 
-pub(super) fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+pub(super) fn write_file(path: &Path, text: impl AsRef<[u8]>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
