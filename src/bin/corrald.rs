@@ -28,6 +28,8 @@ use corral::manager::request::ShutdownKind;
 use corral::unit::{SearchPath, load_path};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,10 +76,24 @@ fn main() -> ExitCode {
         pid1::early_mounts();
     }
     let args = Args::parse();
+    // zbus opens an INFO span for every method call it dispatches (`dispatch_call`, fields
+    // the whole message and header, formatted with Debug): ~60 000 instructions per call that
+    // nothing shows (no line is logged inside it). zbus's own lines are kept from WARN up,
+    // and everything with --log-level debug or trace.
+    let zbus_level = if args.log_level >= tracing::Level::DEBUG {
+        args.log_level
+    } else {
+        tracing::Level::WARN
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(args.log_level)
+        .with_target("zbus", zbus_level);
     tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
         .with_ansi(!pid1)
+        .finish()
+        .with(filter)
         .init();
     if boot {
         pid1::boot();

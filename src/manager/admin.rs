@@ -239,14 +239,21 @@ pub(crate) fn release_freed_memory() {
     }
 }
 
-/// Writes through a temporary file and `rename`, creating the directory.
-pub(super) fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes through a temporary file and `rename`, creating the directory when it is missing.
+pub(super) fn write_file(path: &Path, text: impl AsRef<[u8]>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|f| f.to_str()).unwrap_or("unit")
     ));
-    std::fs::write(&tmp, text)?;
+    // The directory is made when the write finds it missing, not before every write (a
+    // `mkdir` and a `statx` per transient start and per state file write).
+    match std::fs::write(&tmp, text.as_ref()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(&tmp, text.as_ref())?;
+        }
+        other => other?,
+    }
     std::fs::rename(&tmp, path)
 }

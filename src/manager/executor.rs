@@ -74,6 +74,9 @@ pub struct Manager {
     deadlines: BTreeMap<UnitName, Instant>,
     watcher: EventWatcher,
     tokens: HashMap<cgroup::Token, UnitName>,
+    /// The same, by unit: a start and a stop look a unit's token up (a walk over `tokens` was
+    /// O(running units) per start, O(n²) over a burst).
+    token_by_unit: HashMap<UnitName, cgroup::Token>,
     next_token: u64,
     /// Units of running start transactions, not yet started, and how they were pulled in.
     queued: BTreeMap<UnitName, Pull>,
@@ -133,6 +136,7 @@ impl Manager {
             deadlines: BTreeMap::new(),
             watcher: EventWatcher::new().map_err(std::io::Error::other)?,
             tokens: HashMap::new(),
+            token_by_unit: HashMap::new(),
             next_token: 0,
             queued: BTreeMap::new(),
             reaper: Reaper::new().map_err(std::io::Error::from)?,
@@ -411,7 +415,7 @@ impl Manager {
                     tracing::info!(unit = %name, "processes remain in the unit's cgroup");
                     return;
                 }
-                if let Some(t) = self.token_of(name) {
+                if let Some(t) = self.token_by_unit.remove(name) {
                     let _ = self.watcher.remove(t);
                     self.tokens.remove(&t);
                 }
@@ -505,10 +509,7 @@ impl Manager {
 
     /// The watch token of a unit's cgroup, if it is watched.
     fn token_of(&self, name: &UnitName) -> Option<cgroup::Token> {
-        self.tokens
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(t, _)| *t)
+        self.token_by_unit.get(name).copied()
     }
 
     /// Watches the unit's cgroup for emptiness and OOM kills (once).
@@ -522,6 +523,7 @@ impl Manager {
         self.next_token += 1;
         self.watcher.add(token, &dir).map_err(|e| e.to_string())?;
         self.tokens.insert(token, name.clone());
+        self.token_by_unit.insert(name.clone(), token);
         Ok(())
     }
 

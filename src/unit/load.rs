@@ -138,8 +138,7 @@ impl UnitSet {
             let units = &self.units;
             let loaded = |n: &UnitName| units.get(n).and_then(Entry::unit);
             let new: Vec<&Unit> = added.iter().filter_map(loaded).collect();
-            let all = units.values().filter_map(Entry::unit);
-            self.graph.add_new(&new, all, |n| loaded(n).is_some());
+            self.graph.add_new(&new, |n| loaded(n).is_some());
         }
         added
     }
@@ -469,7 +468,7 @@ mod insert_tests {
             unit(
                 "web.service",
                 "[unit]\nafter = [\"job.service\"]\nwants = [\"job.service\"]\n\
-                 [service]\nexec = [\"/bin/true\"]\n",
+                 before = [\"late.service\"]\n[service]\nexec = [\"/bin/true\"]\n",
             ),
             unit(
                 "log.service",
@@ -503,5 +502,22 @@ mod insert_tests {
         let waits: Vec<_> = set.graph.waits_on(&n("web.service")).cloned().collect();
         assert!(waits.contains(&n("job.service")), "{waits:?}");
         assert!(set.graph.cycles().is_empty());
+
+        // An edge to a unit still missing waited through the inserts above; it joins when that
+        // unit does, as does a namespace owner's edge.
+        set.insert(unit(
+            "late.service",
+            "[service]\nexec = [\"/bin/true\"]\n[namespaces]\nnet = \"owner.service\"\n",
+        ));
+        set.insert(unit("owner.service", "[service]\nexec = [\"/bin/true\"]\n"));
+        let names = [&names[..], &["late.service", "owner.service"]].concat();
+        let incremental = answers(&set, &names);
+        set.graph = Graph::new(set.loaded());
+        assert_eq!(incremental, answers(&set, &names));
+        let waits: Vec<_> = set.graph.waits_on(&n("late.service")).cloned().collect();
+        assert!(
+            waits.contains(&n("web.service")) && waits.contains(&n("owner.service")),
+            "{waits:?}"
+        );
     }
 }
