@@ -143,7 +143,7 @@ pub enum Command {
     Poweroff,
     /// Stop every unit and reboot (corrald as PID 1).
     Reboot,
-    /// Re-execute the daemon in place: state saved, services kept, the binary on disk run again.
+    /// Re-execute the daemon in place, keeping its services and their logs.
     DaemonReexec,
     /// Stop then start units.
     Restart {
