@@ -11,6 +11,7 @@
 //! restarts — see [`corral::bus::message_bus`]. The bus is never a reason to fail.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ use corral::manager::request::ShutdownKind;
 use corral::unit::{SearchPath, load_path};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -66,6 +68,57 @@ struct Args {
     log_level: tracing::Level,
 }
 
+/// Where the daemon's own lines go (DESIGN §7): to journald, with priorities and fields, when
+/// stderr is the journal already (systemd says so in `JOURNAL_STREAM`, "DEVICE:INODE" of the
+/// stream it gave us); otherwise to stderr — the console as PID 1, or whatever captures it —
+/// with colours only on a terminal.
+fn init_logging(level: tracing::Level, pid1: bool) {
+    // zbus opens an INFO span for every method call it dispatches (`dispatch_call`, fields
+    // the whole message and header, formatted with Debug): ~60 000 instructions per call that
+    // nothing shows (no line is logged inside it). zbus's own lines are kept from WARN up,
+    // and everything with --log-level debug or trace.
+    let zbus_level = if level >= tracing::Level::DEBUG {
+        level
+    } else {
+        tracing::Level::WARN
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("zbus", zbus_level);
+    let registry = tracing_subscriber::registry().with(filter);
+    if !pid1
+        && stderr_is_the_journal()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        // Syslog's meaning of the levels, as systemd logs: a state change is informational.
+        let journald = journald.with_priority_mappings(PriorityMappings {
+            info: Priority::Informational,
+            debug: Priority::Debug,
+            ..PriorityMappings::new()
+        });
+        registry.with(journald).init();
+        return;
+    }
+    registry
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .init();
+}
+
+/// Whether stderr is the journal stream systemd connected (`JOURNAL_STREAM=DEVICE:INODE`).
+fn stderr_is_the_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    stream.to_str() == Some(&format!("{}:{}", st.st_dev, st.st_ino))
+}
+
 fn main() -> ExitCode {
     // First, before anything opens a file: a re-exec hands on its services' log pipes.
     let inherited = corral::manager::reexec::inherited();
@@ -76,25 +129,7 @@ fn main() -> ExitCode {
         pid1::early_mounts();
     }
     let args = Args::parse();
-    // zbus opens an INFO span for every method call it dispatches (`dispatch_call`, fields
-    // the whole message and header, formatted with Debug): ~60 000 instructions per call that
-    // nothing shows (no line is logged inside it). zbus's own lines are kept from WARN up,
-    // and everything with --log-level debug or trace.
-    let zbus_level = if args.log_level >= tracing::Level::DEBUG {
-        args.log_level
-    } else {
-        tracing::Level::WARN
-    };
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_default(args.log_level)
-        .with_target("zbus", zbus_level);
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        .with_ansi(!pid1)
-        .finish()
-        .with(filter)
-        .init();
+    init_logging(args.log_level, pid1);
     if boot {
         pid1::boot();
         if let Err(e) = corral::process::net::loopback_up() {

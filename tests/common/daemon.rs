@@ -173,10 +173,19 @@ impl Daemon {
 }
 
 fn spawn_corrald(root: &Path, dir: &Path, env: &[(&str, &Path)], bus: bool) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corrald"));
+    let mut cmd = corrald_command(root, dir);
     if !bus {
         cmd.arg("--no-bus");
     }
+    cmd.envs(env.iter().map(|(k, v)| (*k, *v)))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting corrald")
+}
+
+/// corrald on the cgroup `root` with its directories under `dir` (`units`, `run`, `log`).
+pub fn corrald_command(root: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corrald"));
     cmd.arg("--cgroup-root")
         .arg(root)
         .arg("--unit-path")
@@ -184,11 +193,8 @@ fn spawn_corrald(root: &Path, dir: &Path, env: &[(&str, &Path)], bus: bool) -> C
         .arg("--runtime-dir")
         .arg(dir.join("run"))
         .arg("--log-dir")
-        .arg(dir.join("log"))
-        .envs(env.iter().map(|(k, v)| (*k, *v)))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting corrald")
+        .arg(dir.join("log"));
+    cmd
 }
 
 impl Drop for Daemon {
