@@ -71,8 +71,8 @@ pub(crate) struct OnDemand<R> {
     inner: R,
     registered: Registered,
     wanted: mpsc::UnboundedSender<Wanted>,
-    /// Every unit was registered for an `Introspect`; units added later are registered as
-    /// they appear, so there is nothing left to ask for.
+    /// Every unit was registered for an `Introspect` (and units added since are registered as
+    /// the manager announces them): a later `Introspect` needs nothing more.
     all: bool,
 }
 
@@ -92,7 +92,7 @@ impl<R: ReadHalf> OnDemand<R> {
 
     /// What `msg` needs registered before it is dispatched, if anything.
     fn needs(&self, msg: &Message) -> Option<Need> {
-        if msg.message_type() != Type::MethodCall || self.all {
+        if msg.message_type() != Type::MethodCall {
             return None;
         }
         let header = msg.header();
@@ -102,7 +102,7 @@ impl<R: ReadHalf> OnDemand<R> {
             return (!self.registered.contains(&name)).then_some(Need::Unit(name));
         }
         let introspect = header.member().is_some_and(|m| m.as_str() == "Introspect");
-        (introspect && ABOVE_UNITS.contains(&path)).then_some(Need::Every)
+        (introspect && !self.all && ABOVE_UNITS.contains(&path)).then_some(Need::Every)
     }
 }
 
