@@ -7,8 +7,10 @@
 //!    concern it: at boot the bus is not up yet, and no retry timer ever runs — idle, the
 //!    daemon never wakes. Any other address (`tcp:`, `unixexec:`, a `;`-separated list) can't
 //!    be watched: it is tried once, and a failure is a warning.
-//! 2. **Serve.** The manager object and every unit object are registered before the
-//!    connection says `Hello`, with [`Caller::Bus`]: each state-changing call is judged from
+//! 2. **Serve.** The manager object is registered before the connection says `Hello`, and a
+//!    unit's object when a client first calls it (on a connection to a socket path; through any
+//!    other address every unit object up front), with [`Caller::Bus`]: each
+//!    state-changing call is judged from
 //!    the bus daemon's `GetConnectionCredentials` of its sender. Then `org.corral1` is
 //!    requested. If another connection owns it (DESIGN §1: a warning, not a failure), the log
 //!    names the owner and corrald keeps serving on its unique name; it neither queues nor lets
@@ -36,6 +38,7 @@ use zbus::proxy::CacheProperties;
 
 use super::access::{Caller, Gate};
 use super::objects::{Objects, ServeError, Units};
+use super::on_demand;
 use super::watch::PathWatch;
 use super::{Access, BUS_NAME, ManagerHandle, Mode, ServerInfo};
 
@@ -135,7 +138,7 @@ async fn run(shared: Shared) {
         // Not a path we can watch: one attempt.
         let attempt = async {
             let builder = Builder::address(shared.address.as_str())?;
-            serve(&shared, builder).await
+            serve(&shared, builder, Units::All).await
         };
         match attempt.await {
             Ok(()) => info!(
@@ -171,7 +174,8 @@ async fn watch_and_serve(shared: &Shared, path: &Path) -> std::io::Result<()> {
                     // Nothing to watch while connected.
                     drop(watch);
                     reported = None;
-                    match serve(shared, Builder::unix_stream(stream)).await {
+                    let (builder, units) = on_demand::builder(stream);
+                    match serve(shared, builder, units).await {
                         Ok(()) => {
                             info!(
                                 "disconnected from the {}; waiting for it to return",
@@ -217,10 +221,10 @@ async fn watch_and_serve(shared: &Shared, path: &Path) -> std::io::Result<()> {
 /// One bus session: registers the objects, connects, requests the name and follows the
 /// manager until the connection ends (`Ok`: the bus closed it or its socket failed) or
 /// something of ours fails.
-async fn serve(shared: &Shared, builder: Builder<'static>) -> Result<(), ServeError> {
+async fn serve(shared: &Shared, builder: Builder<'static>, units: Units) -> Result<(), ServeError> {
     let gate = Gate::new(shared.manager.clone(), shared.access, Caller::Bus);
     let (builder, objects, notifications) =
-        Objects::register(builder, gate, shared.info.clone(), Units::All).await?;
+        Objects::register(builder, gate, shared.info.clone(), units).await?;
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, builder.build())
         .await
         .map_err(|_| ServeError::AuthTimeout(CONNECT_TIMEOUT))??;

@@ -8,11 +8,11 @@
 //! only paths registered on it, node by node: there is no fallback or subtree handler (an
 //! unregistered path is answered `UnknownObject` by the object server before any user code
 //! sees it). Each registered unit costs a tree node with zbus's three standard interfaces plus
-//! our small [`UnitObject`] (a name and a [`Gate`]), ~1.2 KB. So which units a connection gets
-//! depends on its transport ([`Units`]): the bus connection, one however many clients it
-//! carries, registers them all before it is handed out; a private-socket connection registers a
-//! unit when its client first calls it ([`on_demand`](super::on_demand)), so a client costs
-//! what it uses rather than connections × units.
+//! our small [`UnitObject`] (a name and a [`Gate`]), ~1.2 KB. So a connection registers a unit
+//! when a client first calls it ([`on_demand`](super::on_demand)): a client costs what it uses
+//! rather than connections × units. Only a bus reached at an address that is not a socket path
+//! (zbus connects it, so its messages can't be seen first) registers them all up front
+//! (`Units`).
 //!
 //! **Lost notifications.** A connection that falls behind the manager's state changes
 //! ([`Received::Lagged`]) re-reads the unit list and makes its objects match it; the state
@@ -56,7 +56,8 @@ pub enum ServeError {
 
 /// Which unit objects a connection gets.
 pub(crate) enum Units {
-    /// Every unit, registered before the connection is handed out, and every unit added later.
+    /// Every unit, registered before the connection is handed out, and every unit added later
+    /// (a bus whose socket zbus opens itself).
     All,
     /// The units its reader asks for, before a call to them is dispatched
     /// ([`OnDemand`](super::on_demand::OnDemand)).

@@ -1,11 +1,11 @@
-//! Unit objects registered when a private-socket client first calls them (DESIGN §4: many
-//! connections × many units must stay cheap).
+//! Unit objects registered when a client first calls them (DESIGN §4: many connections × many
+//! units must stay cheap), on the private socket and on a bus reached at a socket path.
 //!
 //! zbus 5's object server dispatches only registered paths and answers any other one
 //! `UnknownObject` itself, so a unit's object must exist on a connection before a call to it is
 //! dispatched. Registering every unit on every connection cost ~1.2 KB per unit per connection
 //! (12 MB per client with 10 000 units, docs/PERFORMANCE.md finding 7). Instead, the
-//! connection's socket is read through [`OnDemand`]: it looks at each message as it arrives,
+//! connection's socket is read through `OnDemand`: it looks at each message as it arrives,
 //! before zbus dispatches it, and when a method call is addressed to a unit not registered yet,
 //! it asks the connection's [`Objects`](super::objects::Objects) to register it and waits until
 //! that is done. A unit that does not exist is not registered, so the call is answered
@@ -18,14 +18,26 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
-use zbus::connection::socket::ReadHalf;
+use zbus::connection::Builder;
+use zbus::connection::socket::{BoxedSplit, ReadHalf, Split};
 use zbus::fdo::ConnectionCredentials;
 use zbus::message::Type;
 use zbus::{AuthMechanism, Message};
 
+use super::objects::Units;
 use super::{UNIT_PATH_PREFIX, unit_from_path};
 use crate::unit::UnitName;
+
+/// A connection builder for `stream` whose reader registers unit objects on demand, and what
+/// the connection's [`Objects`](super::objects::Objects) are to serve with.
+pub(crate) fn builder(stream: UnixStream) -> (Builder<'static>, Units) {
+    let (read, write) = stream.into_split();
+    let (read, registered, wanted) = OnDemand::new(read);
+    let socket: BoxedSplit = Split::new(Box::new(read), Box::new(write));
+    (Builder::socket(socket), Units::OnDemand(registered, wanted))
+}
 
 /// Paths whose introspection lists units below them.
 const ABOVE_UNITS: &[&str] = &["/", "/org", "/org/corral1", "/org/corral1/unit"];

@@ -26,14 +26,12 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn};
-use zbus::connection::Builder;
-use zbus::connection::socket::{BoxedSplit, Split};
 use zbus::{AuthMechanism, Guid, OwnedGuid};
 
 use super::access::{Caller, Gate};
 use super::hello::{HELLO_PATH, Hello};
-use super::objects::{Objects, ServeError, Units};
-use super::on_demand::OnDemand;
+use super::objects::{Objects, ServeError};
+use super::on_demand;
 use super::{Access, ManagerHandle, Mode, ServerError};
 
 /// Mode of the private socket: only its owner (root, or the user in user mode) connects.
@@ -255,10 +253,8 @@ async fn serve(
     peer_uid: Option<u32>,
     shared: &Shared,
 ) -> Result<(), ServeError> {
-    let (read, write) = stream.into_split();
-    let (read, registered, wanted) = OnDemand::new(read);
-    let socket: BoxedSplit = Split::new(Box::new(read), Box::new(write));
-    let builder = Builder::socket(socket)
+    let (builder, units) = on_demand::builder(stream);
+    let builder = builder
         .server(shared.guid.clone())?
         .p2p()
         .auth_mechanism(AuthMechanism::External)
@@ -268,13 +264,8 @@ async fn serve(
         shared.access,
         Caller::Peer(peer_uid),
     );
-    let (builder, objects, notifications) = Objects::register(
-        builder,
-        gate,
-        shared.info.clone(),
-        Units::OnDemand(registered, wanted),
-    )
-    .await?;
+    let (builder, objects, notifications) =
+        Objects::register(builder, gate, shared.info.clone(), units).await?;
     let conn = tokio::time::timeout(AUTH_TIMEOUT, builder.build())
         .await
         .map_err(|_| ServeError::AuthTimeout(AUTH_TIMEOUT))??;
