@@ -71,7 +71,8 @@ struct Args {
 /// Where the daemon's own lines go (DESIGN §7): to journald, with priorities and fields, when
 /// stderr is the journal already (systemd says so in `JOURNAL_STREAM`, "DEVICE:INODE" of the
 /// stream it gave us); otherwise to stderr — the console as PID 1, or whatever captures it —
-/// with colours only on a terminal.
+/// with colours only on a terminal, and never on the console (a serial line, read by tests and
+/// by people with `grep`).
 fn init_logging(level: tracing::Level, pid1: bool) {
     // zbus opens an INFO span for every method call it dispatches (`dispatch_call`, fields
     // the whole message and header, formatted with Debug): ~60 000 instructions per call that
@@ -103,7 +104,7 @@ fn init_logging(level: tracing::Level, pid1: bool) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
+                .with_ansi(!pid1 && std::io::stderr().is_terminal()),
         )
         .init();
 }
