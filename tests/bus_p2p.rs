@@ -347,6 +347,26 @@ fn assert_ok(out: &Output) {
     );
 }
 
+/// Reads the unit object at `path` until it is gone (`UnknownObject`), for up to [`TIMEOUT`].
+async fn until_unknown(conn: &Connection, path: &'static str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let unit = Proxy::new(conn, BUS_NAME, path, UNIT_INTERFACE)
+            .await
+            .expect("proxy");
+        match unit.get_property::<String>("ActiveState").await {
+            Ok(_) => {
+                assert!(tokio::time::Instant::now() < deadline, "{path} never went");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => {
+                assert_eq!(error_name(&e), "org.freedesktop.DBus.Error.UnknownObject");
+                return;
+            }
+        }
+    }
+}
+
 async fn manager_proxy(conn: &Connection) -> Proxy<'static> {
     Proxy::new(conn, BUS_NAME, MANAGER_PATH, MANAGER_INTERFACE)
         .await
@@ -864,29 +884,7 @@ async fn unit_objects_follow_the_manager() {
         .send(Control::Remove(name("web.service")))
         .await
         .expect("the fake manager runs");
-    let web = Proxy::new(
-        &conn,
-        BUS_NAME,
-        "/org/corral1/unit/web_2eservice",
-        UNIT_INTERFACE,
-    )
-    .await
-    .expect("proxy");
-    loop {
-        match web.get_property::<String>("ActiveState").await {
-            Ok(_) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "web.service never went"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => {
-                assert_eq!(error_name(&e), "org.freedesktop.DBus.Error.UnknownObject");
-                break;
-            }
-        }
-    }
+    until_unknown(&conn, "/org/corral1/unit/web_2eservice").await;
 
     // A new connection sees the same set of objects from the start.
     let out = fx.busctl(None, &["tree", BUS_NAME]).await;
@@ -962,21 +960,7 @@ async fn unit_objects_are_there_at_a_clients_first_call() {
         .send(Control::Remove(name("late.service")))
         .await
         .expect("the fake manager runs");
-    loop {
-        match active_state("/org/corral1/unit/late_2eservice").await {
-            Ok(_) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "late.service never went"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => {
-                assert_eq!(error_name(&e), "org.freedesktop.DBus.Error.UnknownObject");
-                break;
-            }
-        }
-    }
+    until_unknown(&conn, "/org/corral1/unit/late_2eservice").await;
 }
 
 /// Bug: in a burst larger than the notification buffer, a connection lost `JobRemoved`
