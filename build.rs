@@ -19,8 +19,18 @@
 //!
 //! Both need LLD, the linker rustc uses for x86_64-unknown-linux-gnu since 1.90; on any other
 //! target, or with `CORRAL_PLAIN_LINK=1`, the binaries are linked as rustc would by default.
+//!
+//! **The recorded order is opt-in**: only a build with `CORRAL_LINK_ORDER=1` uses it — the
+//! release packaging (`scripts/build-deb`) and the benchmark (`scripts/bench`), which measure
+//! the binary users run. Every other build, tests included, links in the compiler's order, so
+//! no build depends on the file being there or current: with `CORRAL_LINK_ORDER=1` and no file
+//! the build warns and goes on, and a stale file only places fewer functions. The file is never
+//! handed to the linker as it is: its `*(…)` pattern lines are read, any line that is not one
+//! (a corrupt or hand-edited file) is dropped with a warning, and a fresh script is written to
+//! `OUT_DIR` — so no content of it can make the link fail.
 
 use std::env;
+use std::fs;
 use std::path::Path;
 use std::process::Command;
 
@@ -30,21 +40,96 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={LAYOUT}");
     println!("cargo:rerun-if-env-changed=CORRAL_PLAIN_LINK");
+    println!("cargo:rerun-if-env-changed=CORRAL_LINK_ORDER");
 
     let release = env::var("PROFILE").is_ok_and(|p| p == "release");
     let target = env::var("TARGET").unwrap_or_default();
-    let plain = env::var_os("CORRAL_PLAIN_LINK").is_some_and(|v| !v.is_empty() && v != "0");
+    let plain = flag("CORRAL_PLAIN_LINK");
     if !release || plain || target != "x86_64-unknown-linux-gnu" || !rustc_links_with_lld() {
         return;
     }
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    if !flag("CORRAL_LINK_ORDER") {
+        return;
+    }
     let layout = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(LAYOUT);
-    if layout.is_file() {
+    let Ok(bytes) = fs::read(&layout) else {
         println!(
-            "cargo:rustc-link-arg-bin=corrald=-Wl,--script={}",
-            layout.display()
+            "cargo:warning=CORRAL_LINK_ORDER is set but {LAYOUT} is missing: corrald is linked \
+             in the compiler's order (scripts/symbol-order records one)"
+        );
+        return;
+    };
+    let (script, placed, dropped) = clean_order(&String::from_utf8_lossy(&bytes));
+    if dropped > 0 {
+        println!(
+            "cargo:warning={LAYOUT}: {dropped} line(s) are not `*(…)` patterns of section \
+             names and were left out (run scripts/symbol-order again)"
         );
     }
+    let out = Path::new(&env::var_os("OUT_DIR").unwrap_or_default()).join("corrald.ld");
+    if placed == 0 || fs::write(&out, script).is_err() {
+        println!(
+            "cargo:warning={LAYOUT} has no usable pattern: corrald is linked in the compiler's \
+             order (scripts/symbol-order records one)"
+        );
+        return;
+    }
+    println!(
+        "cargo:rustc-link-arg-bin=corrald=-Wl,--script={}",
+        out.display()
+    );
+}
+
+/// The linker script for `recorded` (link/corrald.ld as scripts/symbol-order writes it): its
+/// pattern lines, `*(SECTION SECTION…)` with section names of the characters mangled symbols
+/// and globs use, inside a fixed frame; every other non-frame line is dropped. Returns the
+/// script, the patterns kept and the lines dropped.
+fn clean_order(recorded: &str) -> (String, usize, usize) {
+    let frame = [
+        "SECTIONS {",
+        ".text.corral_order : {",
+        "}",
+        "} INSERT BEFORE .text;",
+    ];
+    let name_char = |c: char| c.is_ascii_alphanumeric() || "_.$*?".contains(c);
+    let mut script = String::from("SECTIONS {\n  .text.corral_order : {\n");
+    let (mut placed, mut dropped) = (0, 0);
+    let mut comment = false;
+    for line in recorded.lines().map(str::trim) {
+        // The file's comments: the header, and one before each part.
+        if comment || line.starts_with("/*") {
+            comment = !line.ends_with("*/");
+            continue;
+        }
+        if line.is_empty() || frame.contains(&line) {
+            continue;
+        }
+        let patterns = line
+            .strip_prefix("*(")
+            .and_then(|l| l.strip_suffix(')'))
+            .filter(|p| {
+                !p.trim().is_empty()
+                    && p.split(' ')
+                        .all(|n| !n.is_empty() && n.chars().all(name_char))
+            });
+        match patterns {
+            Some(p) => {
+                script.push_str("    *(");
+                script.push_str(p);
+                script.push_str(")\n");
+                placed += 1;
+            }
+            None => dropped += 1,
+        }
+    }
+    script.push_str("  }\n} INSERT BEFORE .text;\n");
+    (script, placed, dropped)
+}
+
+/// Whether the environment variable `name` is set to something other than empty or `0`.
+fn flag(name: &str) -> bool {
+    env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// Whether rustc is 1.90 or later, whose default linker on this target is its own LLD.

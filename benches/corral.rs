@@ -42,13 +42,44 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use compare::Init;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use zbus::Connection;
 use zbus::zvariant::OwnedValue;
 
-const CORRALD: &str = env!("CARGO_BIN_EXE_corrald");
-const CORRALCTL: &str = env!("CARGO_BIN_EXE_corralctl");
+/// The binaries measured: this build's, or others given with `--corrald`/`--corralctl` (an
+/// earlier commit's, to compare before → after with the same benchmark).
+static BINARIES: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+
+fn corrald() -> &'static Path {
+    &binaries().0
+}
+
+fn corralctl() -> &'static Path {
+    &binaries().1
+}
+
+fn binaries() -> &'static (PathBuf, PathBuf) {
+    BINARIES.get_or_init(|| {
+        (
+            env!("CARGO_BIN_EXE_corrald").into(),
+            env!("CARGO_BIN_EXE_corralctl").into(),
+        )
+    })
+}
+// The VM comparison with systemd 252 (`--vm`), shared with `tests/vm_compare.rs`.
+#[path = "../tests/common/compare.rs"]
+mod compare;
+// How corrald was linked, shared with `tests/deb.rs`.
+#[path = "../tests/common/layout.rs"]
+mod layout;
+// Its unit tests are compiled here too (cargo bench sets cfg(test)), without a harness to run
+// them.
+#[allow(unused_imports)]
+#[path = "../tests/common/vm.rs"]
+mod vm;
+
 const BUS_NAME: &str = "org.corral1";
 const MANAGER_PATH: &str = "/org/corral1";
 const MANAGER_IFACE: &str = "org.corral1.Manager";
@@ -67,13 +98,20 @@ struct Opts {
     burst: usize,
     idle_secs: u64,
     out: Option<PathBuf>,
-    /// Only these parts (start, idle, burst, big); all when empty.
+    /// Only these parts (start, stuck, idle, burst, big, vm); all but vm when empty.
     only: Vec<String>,
+    /// Boots of each PID 1 and `run` calls per boot in the VM comparison.
+    boots: usize,
+    runs: usize,
 }
 
 impl Opts {
     fn wants(&self, part: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|p| p == part)
+        if self.only.is_empty() {
+            // The VM comparison takes minutes of emulation: only when asked for.
+            return part != "vm";
+        }
+        self.only.iter().any(|p| p == part)
     }
 
     fn parse() -> Result<Opts> {
@@ -84,7 +122,10 @@ impl Opts {
             idle_secs: 30,
             out: None,
             only: Vec::new(),
+            boots: 3,
+            runs: 50,
         };
+        let (mut daemon, mut ctl) = (None::<PathBuf>, None::<PathBuf>);
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             let mut num = |what: &str| -> Result<u64> {
@@ -99,6 +140,13 @@ impl Opts {
                 "--burst" => o.burst = num("--burst")? as usize,
                 "--idle-secs" => o.idle_secs = num("--idle-secs")?,
                 "--only" => o.only.push(args.next().context("--only needs a part")?),
+                "--vm" => o.only.push("vm".into()),
+                "--boots" => o.boots = num("--boots")?.max(1) as usize,
+                "--runs" => o.runs = num("--runs")?.max(1) as usize,
+                "--corrald" => daemon = Some(args.next().context("--corrald needs a path")?.into()),
+                "--corralctl" => {
+                    ctl = Some(args.next().context("--corralctl needs a path")?.into())
+                }
                 "--out" => o.out = Some(args.next().context("--out needs a file")?.into()),
                 "--quick" => {
                     o.starts = 200;
@@ -111,14 +159,30 @@ impl Opts {
                          --ctl-starts N  corralctl start cycles (50)\n  --burst N       services \
                          started at once (1000)\n  --idle-secs N   idle-cost window (30)\n  \
                          --quick         200 starts, 20 ctl starts, 5 s idle\n  --out FILE      \
-                         also write the table there\n  --only PART     start, idle, burst or big \
-                         (repeatable)"
+                         also write the table there\n  --only PART     start, stuck, idle, burst, \
+                         big or vm (repeatable)\n  --vm            the VM comparison with systemd \
+                         252 (only)\n  --boots N       boots of each PID 1 in it (3)\n  \
+                         --runs N        `run` calls per boot in it (50)\n  --corrald PATH  \
+                         measure another corrald (and --corralctl PATH)"
                     );
                     std::process::exit(0);
                 }
                 // `cargo bench` passes `--bench`; a filter word is ignored too.
                 _ => {}
             }
+        }
+        if daemon.is_some() || ctl.is_some() {
+            let pair = (
+                daemon.unwrap_or_else(|| env!("CARGO_BIN_EXE_corrald").into()),
+                ctl.unwrap_or_else(|| env!("CARGO_BIN_EXE_corralctl").into()),
+            );
+            for p in [&pair.0, &pair.1] {
+                if !p.is_file() {
+                    bail!("{}: no such file", p.display());
+                }
+            }
+            // Nothing has read it yet: binaries() is first called after parsing.
+            let _ = BINARIES.set(pair);
         }
         Ok(o)
     }
@@ -309,6 +373,14 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     let f: Vec<&str> = after.split_whitespace().collect();
     // After "pid (comm)": state is field 3, so utime (14) and stime (15) are at 11 and 12.
     Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// utime + stime of the whole process — every thread, also those that ended meanwhile (tokio's
+/// blocking pool) — at the resolution of a clock tick.
+fn process_cpu(pid: u32) -> Result<Duration> {
+    Ok(Duration::from_nanos(
+        cpu_ticks(pid)? * 1_000_000_000 / clock_ticks_per_sec(),
+    ))
 }
 
 /// Per thread of a process: (CPU ns from schedstat, voluntary + involuntary context
@@ -510,7 +582,7 @@ impl Daemon {
         let log = fs::File::create(dir.path().join("corrald.log"))?;
         let socket = runtime.path().join("private");
         let t0 = Instant::now();
-        let mut cmd = Command::new(CORRALD);
+        let mut cmd = Command::new(corrald());
         cmd.arg("--cgroup-root")
             .arg(&root.0)
             .arg("--unit-path")
@@ -931,6 +1003,64 @@ fn floor_burst(mount: &Path, n: usize) -> Result<(Duration, Duration)> {
     Ok((started, stopped))
 }
 
+/// Busy processes, one per CPU but one (at least one), in a cgroup of their own: load for the
+/// burst. Killed and removed on drop.
+struct Hogs {
+    count: usize,
+    children: Vec<Child>,
+    _root: CgRoot,
+}
+
+impl Hogs {
+    fn start(mount: &Path) -> Result<Hogs> {
+        let root = CgRoot::new(mount, "hogs")?;
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let count = cpus.saturating_sub(1).max(1);
+        let procs = CString::new(
+            root.0
+                .join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )?;
+        let mut children = Vec::new();
+        for _ in 0..count {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.args(["-c", "while :; do :; done"]).stdin(Stdio::null());
+            let procs = procs.clone();
+            // SAFETY: only open/write/close and prctl (async-signal-safe) between fork and
+            // exec; the path was allocated before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                    Ok(())
+                });
+            }
+            children.push(cmd.spawn()?);
+        }
+        // Let them take their CPUs.
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(Hogs {
+            count,
+            children,
+            _root: root,
+        })
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// RSS and PSS of an idle `/bin/sleep`.
 fn floor_sleep_memory() -> Result<(u64, u64)> {
     let mut c = Command::new("/bin/sleep").arg("1000").spawn()?;
@@ -998,7 +1128,7 @@ struct BurstResult {
     replied: Duration,
     failed: usize,
     lost: usize,
-    /// The daemon's CPU time meanwhile.
+    /// The daemon's CPU time meanwhile (utime + stime, every thread).
     cpu: Duration,
 }
 
@@ -1010,7 +1140,7 @@ async fn burst_start(
     names: &[String],
     transient: bool,
 ) -> Result<BurstResult> {
-    let cpu0 = thread_stats(d.pid)?;
+    let cpu0 = process_cpu(d.pid)?;
     let t0 = Instant::now();
     let replies = futures_util::future::join_all(names.iter().enumerate().map(|(i, n)| {
         let c = &*c;
@@ -1036,14 +1166,14 @@ async fn burst_start(
         replied,
         failed: b.failed,
         lost: b.lost,
-        cpu: Duration::from_nanos(thread_delta(&cpu0, &thread_stats(d.pid)?).0),
+        cpu: process_cpu(d.pid)?.saturating_sub(cpu0),
     })
 }
 
 /// Stops every unit of `names` at once and waits until each has settled and no cgroup of
 /// theirs exists.
 async fn burst_stop(c: &mut Client, d: &Daemon, names: &[String]) -> Result<BurstResult> {
-    let cpu0 = thread_stats(d.pid)?;
+    let cpu0 = process_cpu(d.pid)?;
     let t0 = Instant::now();
     let c0 = &*c;
     let replies = futures_util::future::join_all(
@@ -1073,7 +1203,7 @@ async fn burst_stop(c: &mut Client, d: &Daemon, names: &[String]) -> Result<Burs
         replied,
         failed: b.failed,
         lost: b.lost,
-        cpu: Duration::from_nanos(thread_delta(&cpu0, &thread_stats(d.pid)?).0),
+        cpu: process_cpu(d.pid)?.saturating_sub(cpu0),
     })
 }
 
@@ -1157,6 +1287,9 @@ async fn run(opts: &Opts, mount: &Path, t: &mut Table) -> Result<()> {
     if opts.wants("start") {
         small(opts, mount, t, &mut f).await?;
     }
+    if opts.wants("stuck") {
+        stuck(opts, mount, t, &mut f).await?;
+    }
     if opts.wants("idle") {
         idle(opts, mount, t, &mut f).await?;
     }
@@ -1166,6 +1299,128 @@ async fn run(opts: &Opts, mount: &Path, t: &mut Table) -> Result<()> {
     if opts.wants("big") {
         big(mount, t, &mut f).await?;
     }
+    if opts.wants("vm") {
+        vm_compare(opts, t)?;
+    }
+    Ok(())
+}
+
+/// corral against systemd 252 as PID 1 of the same VM (`tests/common/compare.rs`): boots of
+/// each in turn, so that both see the same load, and of the floor (busybox `sh` as PID 1
+/// forking the same sleeps); medians, and every boot's figure.
+fn vm_compare(opts: &Opts, t: &mut Table) -> Result<()> {
+    if !compare::systemd_available() {
+        bail!("the VM comparison needs systemd 252 (/lib/systemd/systemd, systemd-run)");
+    }
+    let load = loadavg();
+    // The floor last: the figures' ratios are corral's (first) over systemd's (second).
+    let images = [Init::Corral, Init::Systemd, Init::Floor].map(|init| {
+        (
+            init,
+            compare::image(init, corrald(), corralctl(), opts.runs),
+        )
+    });
+    let mut boots: Vec<(Init, Vec<compare::Boot>)> =
+        images.iter().map(|(init, _)| (*init, Vec::new())).collect();
+    for round in 0..opts.boots {
+        for ((init, image), (_, done)) in images.iter().zip(boots.iter_mut()) {
+            println!("VM boot {}/{} of {} …", round + 1, opts.boots, init.name());
+            let boot = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                compare::boot(*init, image)
+            }))
+            .map_err(|_| {
+                anyhow::anyhow!("the {} boot failed (its console is above)", init.name())
+            })?;
+            let counted = *init != Init::Floor;
+            if (counted && boot.sleeps != compare::SERVICES) || boot.failed > 0 {
+                bail!(
+                    "{}: {} of {} services ran, {} of {} run calls failed",
+                    init.name(),
+                    boot.sleeps,
+                    compare::SERVICES,
+                    boot.failed,
+                    boot.runs
+                );
+            }
+            done.push(boot);
+        }
+    }
+    let medians = |pick: fn(&compare::Boot) -> Duration| -> Vec<(Duration, String)> {
+        boots
+            .iter()
+            .map(|(_, b)| {
+                let s = Samples(b.iter().map(pick).collect());
+                let all: Vec<String> = s.0.iter().map(|d| dur(*d)).collect();
+                (s.p50(), all.join(", "))
+            })
+            .collect()
+    };
+    let title = format!(
+        "VM: corral vs systemd 252, same kernel and VM (QEMU TCG, 2 vCPUs; median of {} boots)",
+        opts.boots
+    );
+    t.section(&title);
+    /// A figure of a boot: what it is, how to read it, and the target ratio corral ÷ systemd.
+    type Figure = (
+        &'static str,
+        fn(&compare::Boot) -> Duration,
+        Option<(f64, &'static str)>,
+    );
+    let figures: [Figure; 4] = [
+        (
+            "`/init` → the unit after 20 `/bin/sleep` services runs",
+            |b| b.to_ready,
+            Some((1.0 / 3.0, "corral ≤ ⅓ of systemd")),
+        ),
+        (
+            "PID 1 CPU per `run --wait /bin/true` (utime + stime)",
+            |b| b.cpu_per_run(),
+            Some((0.25, "corral ≤ ¼ of systemd")),
+        ),
+        (
+            "PID 1 CPU at that point (the kernel's own start-up as PID 1 included)",
+            |b| b.boot_cpu,
+            None,
+        ),
+        (
+            "wall time per `run --wait /bin/true` in the guest",
+            |b| b.run_wall / b.runs.max(1) as u32,
+            None,
+        ),
+    ];
+    for (i, (what, pick, target)) in figures.into_iter().enumerate() {
+        let m = medians(pick);
+        for ((init, _), (median, all)) in boots.iter().zip(&m) {
+            // The floor makes no `run` calls: only its boot is a figure.
+            if *init == Init::Floor && i > 0 {
+                continue;
+            }
+            t.single(
+                &format!("{what}: {}", init.name()),
+                format!("{} ({all})", dur(*median)),
+                "",
+                "",
+                String::new(),
+            );
+        }
+        let ratio = m[0].0.as_secs_f64() / m[1].0.as_secs_f64().max(1e-9);
+        let (target_s, verdict_s) = match target {
+            Some((limit, text)) => (text.to_string(), verdict(ratio <= limit)),
+            None => (String::new(), String::new()),
+        };
+        t.single(
+            "… corral ÷ systemd",
+            format!("{ratio:.2}"),
+            "",
+            &target_s,
+            verdict_s,
+        );
+    }
+    t.note(format!(
+        "VM comparison: {} `run` calls per boot; load average {load} before it, {} after",
+        opts.runs,
+        loadavg()
+    ));
     Ok(())
 }
 
@@ -1187,6 +1442,7 @@ async fn small(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Resu
     let (mut starts, mut replies, mut stops) = (Vec::new(), Vec::new(), Vec::new());
     let mut bad_stops = 0;
     let cpu0 = thread_stats(d.pid)?;
+    let ticks0 = process_cpu(d.pid)?;
     // CORRAL_BENCH_TRACE=FILE: per start, when it was sent (wall clock, µs since the epoch),
     // and when its reply and its JobRemoved came (µs later) — to lay beside the daemon's log.
     let mut trace = String::new();
@@ -1219,6 +1475,7 @@ async fn small(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Resu
         fs::write(path, &trace)?;
     }
     let cpu_per_cycle = thread_delta(&cpu0, &thread_stats(d.pid)?).0 / opts.starts.max(1) as u64;
+    let stat_per_cycle = process_cpu(d.pid)?.saturating_sub(ticks0) / opts.starts.max(1) as u32;
     t.timing(
         "StartUnit → JobRemoved done (active), `simple` /bin/sleep",
         &Samples(starts),
@@ -1238,8 +1495,12 @@ async fn small(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Resu
         None,
     );
     t.single(
-        "corrald CPU time per start + stop cycle (schedstat)",
-        dur(Duration::from_nanos(cpu_per_cycle)),
+        "corrald CPU time per start + stop cycle (schedstat of live threads · utime + stime)",
+        format!(
+            "{} · {}",
+            dur(Duration::from_nanos(cpu_per_cycle)),
+            dur(stat_per_cycle)
+        ),
         "",
         "",
         String::new(),
@@ -1249,7 +1510,7 @@ async fn small(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Resu
     let mut ctl_version = Vec::new();
     for _ in 0..opts.ctl_starts {
         let t0 = Instant::now();
-        let st = Command::new(CORRALCTL)
+        let st = Command::new(corralctl())
             .args(["--address", &addr, "start", "bench.service"])
             .stdout(Stdio::null())
             .status()?;
@@ -1260,7 +1521,7 @@ async fn small(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Resu
         let id = c.job("StopUnit", "bench.service").await?;
         bad_stops += c.wait_jobs(&[id]).await?.1;
         let t0 = Instant::now();
-        Command::new(CORRALCTL)
+        Command::new(corralctl())
             .arg("--version")
             .stdout(Stdio::null())
             .status()?;
@@ -1319,10 +1580,148 @@ async fn small(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Resu
     Ok(())
 }
 
+/// How long a call may take in the stuck-exec part before it counts as stalled.
+const STALL: Duration = Duration::from_secs(3);
+
+/// Start + stop cycles of `bench.service`, each step within [`STALL`]: the start latencies,
+/// or `None` when a step stalled.
+async fn start_cycles(c: &mut Client, n: usize) -> Result<Option<Samples>> {
+    let mut starts = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let cycle = async {
+            let id = c.job("StartUnit", "bench.service").await?;
+            let (at, failed) = c.wait_jobs(&[id]).await?;
+            if failed > 0 {
+                bail!("a start of bench.service failed");
+            }
+            let id = c.job("StopUnit", "bench.service").await?;
+            c.wait_jobs(&[id]).await?;
+            Ok(at - t0)
+        };
+        match tokio::time::timeout(STALL, cycle).await {
+            Ok(r) => starts.push(r?),
+            Err(_) => return Ok(None),
+        }
+    }
+    Ok(Some(Samples(starts)))
+}
+
+/// Starts served while one unit's exec is stuck: `hang.service`'s cgroup is frozen before its
+/// start (as `tests/vm/engine/engine.sh` does), so its child can never exec; meanwhile other
+/// starts go on. A daemon whose loop waits for the exec stalls: then the cgroup is thawed after
+/// [`STALL`] to let it go on, and the row says so.
+async fn stuck(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Result<()> {
+    println!("starts while an exec is stuck …");
+    let hang = "[unit]\ndescription = \"its exec never happens\"\n\n[service]\n\
+                exec = [\"/bin/sleep\", \"1000\"]\nstart-timeout = \"5min\"\n";
+    let units = vec![
+        ("bench.service.toml".to_string(), sleep_unit(0, true)),
+        ("hang.service.toml".to_string(), hang.to_string()),
+    ];
+    let d = Daemon::start(mount, "stuck", &units)?;
+    let mut c = Client::connect(&d.socket).await?;
+    if f.ping_p50.is_zero() {
+        f.ping_p50 = pings(&c, 2000).await?.p50();
+    }
+    let n = (opts.starts / 4).max(20);
+    t.section("starts while one exec is stuck");
+    let Some(free) = start_cycles(&mut c, n).await? else {
+        bail!("start + stop of bench.service took over {STALL:?} with nothing stuck");
+    };
+    let frozen = d.cgroup("system.slice/hang.service");
+    fs::create_dir_all(&frozen)?;
+    fs::write(frozen.join("cgroup.freeze"), "1")?;
+    let thaw = || fs::write(frozen.join("cgroup.freeze"), "0");
+    let t0 = Instant::now();
+    let hang_job = tokio::time::timeout(STALL, c.job("StartUnit", "hang.service")).await;
+    let hang_reply = t0.elapsed();
+    let mut stalled = hang_job.is_err();
+    let stuck_starts = if stalled {
+        None
+    } else {
+        start_cycles(&mut c, n).await?
+    };
+    stalled |= stuck_starts.is_none();
+    let mut pings_stuck = None;
+    if !stalled {
+        pings_stuck = tokio::time::timeout(STALL, pings(&c, 200)).await.ok();
+    }
+    let state = if stalled {
+        String::new()
+    } else {
+        format!(
+            "; hang.service meanwhile {}",
+            c.list_states()
+                .await?
+                .get("hang.service")
+                .map_or("?", String::as_str)
+        )
+    };
+    t.timing("StartUnit → active, nothing stuck", &free, &f.exec(), None);
+    t.single(
+        "StartUnit of hang.service (cgroup frozen) → its reply",
+        if hang_job.is_err() {
+            format!("no reply in {}", dur(STALL))
+        } else {
+            dur(hang_reply)
+        },
+        &f.ping(),
+        "",
+        String::new(),
+    );
+    match (&stuck_starts, stalled) {
+        (Some(s), false) => t.timing(
+            &format!("StartUnit → active while hang.service's exec is stuck{state}"),
+            s,
+            &format!("nothing stuck {}", dur(free.p50())),
+            None,
+        ),
+        _ => t.single(
+            "StartUnit → active while hang.service's exec is stuck",
+            format!(
+                "**stalled**: no answer in {} — the event loop waits for the exec",
+                dur(STALL)
+            ),
+            &format!("nothing stuck {}", dur(free.p50())),
+            "",
+            String::new(),
+        ),
+    }
+    if let Some(Ok(p)) = pings_stuck {
+        t.timing("Peer.Ping while it is stuck", &p, &f.ping(), None);
+    }
+    if stalled {
+        // Let the stalled daemon go on, so that it can be stopped.
+        thaw()?;
+        t.note(format!(
+            "the stuck-exec daemon stalled; hang.service's cgroup was thawed after {} to let \
+             it go on",
+            dur(STALL)
+        ));
+    } else {
+        let t1 = Instant::now();
+        c.run_job("StopUnit", "hang.service").await.ok();
+        t.single(
+            "StopUnit of the stuck hang.service → inactive",
+            dur(t1.elapsed()),
+            "",
+            "",
+            String::new(),
+        );
+    }
+    drop(c);
+    let _ = thaw();
+    d.stop()?;
+    Ok(())
+}
+
 /// 100 running services: memory, and the idle cost.
 async fn idle(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Result<()> {
     println!("daemon with 100 running services …");
     let d = Daemon::start(mount, "100", &unit_files("s", 100))?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let base_threads = thread_stats(d.pid)?.len();
     let mut c = Client::connect(&d.socket).await?;
     let names: Vec<String> = (0..100).map(|i| format!("s{i}.service")).collect();
     let b = burst_start(&mut c, &d, &names, false).await?;
@@ -1337,6 +1736,34 @@ async fn idle(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Resul
         f,
         None,
     )?;
+    // Threads that did the burst's work off the loop (tokio's blocking pool) end once they
+    // have been idle for a while, each waking once to do so: after that the daemon is idle.
+    let settle = Instant::now();
+    let stats_s = thread_stats(d.pid)?;
+    let ticks_s = cpu_ticks(d.pid)?;
+    let mut now = stats_s.clone();
+    while now.len() > base_threads && settle.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = thread_stats(d.pid)?;
+    }
+    let (_, live_switches) = thread_delta(&stats_s, &now);
+    let settle_ticks = cpu_ticks(d.pid)?.saturating_sub(ticks_s);
+    let settled = format!(
+        "{} → {} threads in {:.1} s · {settle_ticks} ticks · {live_switches} wake-ups of the \
+         threads left",
+        stats_s.len(),
+        now.len(),
+        settle.elapsed().as_secs_f64(),
+    );
+    t.in_section("idle cost", |t| {
+        t.single(
+            "after the 100 starts: the threads of the burst end (each wakes once to end)",
+            settled,
+            "",
+            "",
+            String::new(),
+        )
+    });
     let stats0 = thread_stats(d.pid)?;
     let ticks0 = cpu_ticks(d.pid)?;
     println!("idle for {} s …", opts.idle_secs);
@@ -1507,6 +1934,31 @@ async fn burst(opts: &Opts, mount: &Path, t: &mut Table, f: &mut Floors) -> Resu
         ),
         false,
     );
+    // The same burst with the other CPUs busy: one spinning process per CPU but one.
+    {
+        let hogs = Hogs::start(mount)?;
+        println!("burst under load ({} busy processes) …", hogs.count);
+        let (floor_loaded, _) = floor_burst(mount, opts.burst)?;
+        let up = burst_start(&mut c, &d, &names, false).await?;
+        burst_rows(
+            t,
+            &format!(
+                "{} × StartUnit at once → all active, {} other CPU(s) busy",
+                opts.burst, hogs.count
+            ),
+            &up,
+            &format!("the same floor, loaded: {}", dur(floor_loaded)),
+            false,
+        );
+        drop(hogs);
+        let down = burst_stop(&mut c, &d, &names).await?;
+        if down.failed > 0 {
+            t.note(format!(
+                "{} stops after the loaded burst failed",
+                down.failed
+            ));
+        }
+    }
     if transient {
         let dt = Daemon::start(mount, "transient", &[])?;
         let mut ct = Client::connect(&dt.socket).await?;
@@ -1618,7 +2070,7 @@ async fn big(mount: &Path, t: &mut Table, f: &mut Floors) -> Result<()> {
     let mut ctl = Vec::new();
     for _ in 0..5 {
         let t0 = Instant::now();
-        let st = Command::new(CORRALCTL)
+        let st = Command::new(corralctl())
             .args(["--address", &addr, "start", "m1.service"])
             .stdout(Stdio::null())
             .status()?;
@@ -1685,6 +2137,21 @@ fn leftovers(mount: &Path) -> String {
             "cleanup: LEFT BEHIND cgroups {cgroups:?}, child processes [{}]",
             children.trim()
         )
+    }
+}
+
+/// Whether `binary` was linked with the recorded code order (build.rs, `CORRAL_LINK_ORDER`).
+fn link_order(binary: &Path) -> String {
+    let Ok(out) = Command::new("readelf").arg("-SW").arg(binary).output() else {
+        return "link order unknown: no readelf".into();
+    };
+    let sections = String::from_utf8_lossy(&out.stdout);
+    match layout::ordered_code_bytes(&sections) {
+        Some(bytes) => format!(
+            "linked with the recorded code order, {} KiB placed",
+            bytes / 1024
+        ),
+        None => "linked in the compiler's order (no CORRAL_LINK_ORDER=1)".into(),
     }
 }
 
@@ -1801,6 +2268,11 @@ fn main() -> std::process::ExitCode {
         loadavg()
     ));
     table.note(leftovers(&mount));
+    table.note(format!(
+        "corrald measured: {} ({})",
+        corrald().display(),
+        link_order(corrald())
+    ));
     let term = TERM_BEFORE_HANDLER.load(std::sync::atomic::Ordering::Relaxed);
     if term > 0 {
         table.note(format!(

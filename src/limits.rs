@@ -14,8 +14,9 @@
 //! - `N%` of RAM for memory keys is kept as a percentage and resolved against the machine's RAM
 //!   when written, so a unit file means the same thing on every machine.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Component, PathBuf};
 use std::str::FromStr;
 
 /// A value as it arrives from a unit file or a D-Bus `a{sv}`, before it is checked.
@@ -121,8 +122,11 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     if whole.is_empty() || !all_digits(whole) || !all_digits(frac) || frac.len() > 9 {
         return None;
     }
-    let whole: u128 = whole.parse().ok()?;
-    let mut value = whole.checked_shl(shift)?;
+    // A whole part beyond u64 is out of range whatever the suffix. (`u128::checked_shl` is no
+    // overflow check: it refuses only a shift wider than the type, and shifted the high bits
+    // of a huge number out: "332306998946228968225951765070086145K" was 1 KiB.)
+    let whole: u64 = whole.parse().ok()?;
+    let mut value = u128::from(whole) << shift;
     if !frac.is_empty() {
         let denom = 10u128.pow(frac.len() as u32);
         let frac: u128 = frac.parse().ok()?;
@@ -428,11 +432,18 @@ pub struct IoMax {
 pub const IO_MAX_FIELDS: [&str; 4] = ["rbps", "wbps", "riops", "wiops"];
 
 impl IoMax {
+    /// An entry with no limit yet for `device`: an absolute path with no `..` (as every path
+    /// of a unit file) and no white space (the D-Bus form `"DEVICE rbps=…"` splits at it, so
+    /// such an entry could be set from a file but never printed back).
     pub fn new(device: PathBuf) -> Result<Self, LimitError> {
-        if !device.is_absolute() {
+        let text = device.to_string_lossy();
+        if !device.is_absolute()
+            || device.components().any(|c| c == Component::ParentDir)
+            || text.contains(char::is_whitespace)
+        {
             return Err(LimitError::new(
-                "an absolute device path such as \"/dev/vda\"",
-                device.display(),
+                "an absolute device path such as \"/dev/vda\", without \"..\" or spaces",
+                format_args!("{text:?}"),
             ));
         }
         Ok(IoMax {
@@ -484,6 +495,25 @@ impl IoMax {
         }
     }
 
+    /// The unit-file form: `{ device = "/dev/vda", rbps = "20M", riops = "2000" }`, every
+    /// field a string (see [`Resources::write_toml`]).
+    pub fn to_toml(&self) -> toml::Value {
+        let mut t = toml::Table::new();
+        t.insert("device".into(), self.device.display().to_string().into());
+        for field in IO_MAX_FIELDS {
+            match self.field(field) {
+                Some(n) if field.ends_with("bps") => {
+                    t.insert(field.into(), format_bytes(n).into());
+                }
+                Some(n) => {
+                    t.insert(field.into(), n.to_string().into());
+                }
+                None => {}
+            }
+        }
+        toml::Value::Table(t)
+    }
+
     fn field_mut(&mut self, field: &str) -> Option<&mut Option<u64>> {
         match field {
             "rbps" => Some(&mut self.rbps),
@@ -531,22 +561,95 @@ impl fmt::Display for IoMax {
     }
 }
 
-/// The `[resources]` keys, in the order the design lists them.
-pub const RESOURCE_KEYS: [&str; 13] = [
-    "cpu-max",
-    "cpu-period",
-    "cpu-weight",
-    "cpuset-cpus",
-    "cpuset-mems",
-    "memory-max",
-    "memory-high",
-    "memory-low",
-    "memory-min",
-    "memory-swap-max",
-    "pids-max",
-    "io-weight",
-    "io-max",
+/// A `[resources]` key as documentation shows it: its name, what leaving it out amounts to (an
+/// unset key writes nothing, DESIGN §3), and what it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceKey {
+    pub name: &'static str,
+    pub unset: &'static str,
+    pub doc: &'static str,
+}
+
+/// The `[resources]` keys, in the order the design lists them: the one list every other place
+/// (validation, `corralctl run -p`, the unit-key tests) derives from.
+pub const RESOURCES: [ResourceKey; 13] = [
+    ResourceKey {
+        name: "cpu-max",
+        unset: "\"max\"",
+        doc: "CPU time per period: \"150%\" = 1.5 CPUs (cpu.max)",
+    },
+    ResourceKey {
+        name: "cpu-period",
+        unset: "\"100ms\"",
+        doc: "the period of cpu-max, 1ms..1s",
+    },
+    ResourceKey {
+        name: "cpu-weight",
+        unset: "100",
+        doc: "1..10000, or \"idle\" (cpu.weight, cpu.idle)",
+    },
+    ResourceKey {
+        name: "cpuset-cpus",
+        unset: "\"\"",
+        doc: "the CPUs allowed, e.g. \"0-1\"",
+    },
+    ResourceKey {
+        name: "cpuset-mems",
+        unset: "\"\"",
+        doc: "the memory nodes allowed",
+    },
+    ResourceKey {
+        name: "memory-max",
+        unset: "\"max\"",
+        doc: "hard limit: bytes, K/M/G/T, \"N%\" of RAM, or \"max\"",
+    },
+    ResourceKey {
+        name: "memory-high",
+        unset: "\"max\"",
+        doc: "throttling limit, as memory-max",
+    },
+    ResourceKey {
+        name: "memory-low",
+        unset: "\"0\"",
+        doc: "best-effort protection, as memory-max",
+    },
+    ResourceKey {
+        name: "memory-min",
+        unset: "\"0\"",
+        doc: "hard protection, as memory-max",
+    },
+    ResourceKey {
+        name: "memory-swap-max",
+        unset: "\"max\"",
+        doc: "swap limit, as memory-max",
+    },
+    ResourceKey {
+        name: "pids-max",
+        unset: "\"max\"",
+        doc: "tasks, or \"max\"",
+    },
+    ResourceKey {
+        name: "io-weight",
+        unset: "100",
+        doc: "1..10000 (with io.cost or BFQ on the device)",
+    },
+    ResourceKey {
+        name: "io-max",
+        unset: "[]",
+        doc: "[{ device = \"/dev/vda\", rbps = \"20M\", wbps = …, riops = N, wiops = N }], each ≥ 2",
+    },
 ];
+
+/// The names of [`RESOURCES`], in the same order.
+pub const RESOURCE_KEYS: [&str; RESOURCES.len()] = {
+    let mut names = [""; RESOURCES.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = RESOURCES[i].name;
+        i += 1;
+    }
+    names
+};
 
 /// The desired resource settings of one cgroup. `None` (or an empty `io_max`) means the key is
 /// unset: nothing is written and no controller is enabled for it.
@@ -589,6 +692,58 @@ impl Resources {
     /// An empty string for `cpuset-cpus`/`cpuset-mems` unsets the key. Rules between keys are
     /// left to [`Resources::validate`], called once every key is in place.
     pub fn set(&mut self, key: &str, v: RawValue<'_>) -> Result<(), SetError> {
+        self.set_all([(key, v)])
+    }
+
+    /// Sets each `(key, value)` in turn, as [`Resources::set`] sets one, in time linear in the
+    /// number of pairs and of the entries already held: `io-max` devices are found through an
+    /// index built once, not searched for each entry (a call with 20 000 entries searched
+    /// 20 000 × 20 000 times). Stops at the first refused value.
+    pub fn set_all<'a>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (&'a str, RawValue<'a>)>,
+    ) -> Result<(), SetError> {
+        // Device → position in `io_max`, built at the first io-max pair. With duplicates (a
+        // unit file may name a device twice) the last one is the one in force, so it is the
+        // one replaced.
+        let mut devices: Option<HashMap<PathBuf, usize>> = None;
+        for (key, v) in pairs {
+            if key != "io-max" {
+                self.set_scalar(key, v)?;
+                continue;
+            }
+            let entry: IoMax = match v {
+                RawValue::Str(s) => s.parse().map_err(|err| SetError::Value {
+                    key: key.to_string(),
+                    err,
+                })?,
+                RawValue::Int(_) => {
+                    return Err(SetError::Value {
+                        key: key.to_string(),
+                        err: LimitError::new("\"DEVICE rbps=N wbps=N riops=N wiops=N\"", v),
+                    });
+                }
+            };
+            let index = devices.get_or_insert_with(|| {
+                self.io_max
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (e.device.clone(), i))
+                    .collect()
+            });
+            match index.get(&entry.device) {
+                Some(&i) => self.io_max[i] = entry,
+                None => {
+                    index.insert(entry.device.clone(), self.io_max.len());
+                    self.io_max.push(entry);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key but `io-max`.
+    fn set_scalar(&mut self, key: &str, v: RawValue<'_>) -> Result<(), SetError> {
         let wrap = |err: LimitError| SetError::Value {
             key: key.to_string(),
             err,
@@ -614,29 +769,9 @@ impl Resources {
             }
             "pids-max" => self.pids_max = Some(PidsMax::parse(v).map_err(wrap)?),
             "io-weight" => self.io_weight = Some(Weight::parse(v).map_err(wrap)?),
-            "io-max" => {
-                let entry: IoMax = match v {
-                    RawValue::Str(s) => s.parse().map_err(wrap)?,
-                    RawValue::Int(_) => {
-                        return Err(wrap(LimitError::new(
-                            "\"DEVICE rbps=N wbps=N riops=N wiops=N\"",
-                            v,
-                        )));
-                    }
-                };
-                self.set_io_max(entry);
-            }
             _ => return Err(UnknownKey(key.to_string()).into()),
         }
         Ok(())
-    }
-
-    /// Adds an io-max entry, replacing one for the same device.
-    pub fn set_io_max(&mut self, entry: IoMax) {
-        match self.io_max.iter_mut().find(|e| e.device == entry.device) {
-            Some(e) => *e = entry,
-            None => self.io_max.push(entry),
-        }
     }
 
     fn memory_mut(&mut self, key: &str) -> Option<&mut Option<MemoryLimit>> {
@@ -710,6 +845,53 @@ impl Resources {
     pub fn is_empty(&self) -> bool {
         *self == Resources::default()
     }
+
+    /// These resources with `changes` applied in order, then validated as a whole: what a
+    /// live `SetUnitLimits` asks for. A refused value names its key.
+    pub fn with_changes<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a str, RawValue<'a>)>,
+    ) -> Result<Resources, SetError> {
+        let mut new = self.clone();
+        new.set_all(changes)?;
+        new.validate().map_err(|err| SetError::Value {
+            key: "cpu-max".into(),
+            err,
+        })?;
+        Ok(new)
+    }
+
+    /// Writes the canonical value of each of `keys` into `table`, the `[resources]` table of a
+    /// drop-in, so that loading the drop-in gives these values back (`SetUnitLimits` persists
+    /// its keys so). A key that is unset is written as its unit-file default where one exists
+    /// (`cpuset-*`: `""`), and `io-max` as every entry. A key given many times (a call with
+    /// many io-max entries) is written once.
+    ///
+    /// Every io-max field is written as a string (`rbps = "20M"`, `riops = "2000"`), which the
+    /// unit-file syntax accepts like an integer: the kernel's io.max takes any u64, and a TOML
+    /// integer stops at i64::MAX — an integer cast from a larger value came back as -1 and the
+    /// unit no longer loaded.
+    pub fn write_toml<'k>(&self, keys: impl IntoIterator<Item = &'k str>, table: &mut toml::Table) {
+        let pairs = self.to_pairs();
+        let mut written = std::collections::HashSet::new();
+        for key in keys {
+            if !written.insert(key) {
+                continue;
+            }
+            let value = if key == "io-max" {
+                let entries = self.io_max.iter().map(IoMax::to_toml).collect();
+                toml::Value::Array(entries)
+            } else {
+                let v = pairs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                toml::Value::String(v)
+            };
+            table.insert(key.to_string(), value);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -734,6 +916,14 @@ mod tests {
             ("512MB", None),
             ("", None),
             ("99999999999999999999T", None),
+            // 2^118 + 1: shifted by 10 it wrapped to 1024 in u128.
+            ("332306998946228968225951765070086145K", None),
+            ("340282366920938463463374607431768211455T", None),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("16777215T", Some(u64::MAX - (1 << 40) + 1)),
+            ("16777216T", None),
+            ("16777215.999999999T", Some(u64::MAX - 1099)),
         ];
         for (s, want) in cases {
             assert_eq!(parse_bytes(s), *want, "{s:?}");
@@ -843,6 +1033,17 @@ mod tests {
         assert!("/dev/vda rbps=1".parse::<IoMax>().is_err());
         assert!("/dev/vda wiops=0".parse::<IoMax>().is_err());
         assert!("vda rbps=2M".parse::<IoMax>().is_err());
+        // A unit file refuses them, so must a caller: a persisted limit would not load.
+        assert_eq!(
+            "/dev/../etc/passwd rbps=2M".parse::<IoMax>(),
+            Err(LimitError::new(
+                "an absolute device path such as \"/dev/vda\", without \"..\" or spaces",
+                "\"/dev/../etc/passwd\""
+            ))
+        );
+        assert!(IoMax::new("/dev/my disk".into()).is_err());
+        assert!(IoMax::new("/dev/x\u{3000}y".into()).is_err());
+        assert!(IoMax::new("/dev/..x".into()).is_ok());
         assert!("/dev/vda speed=2M".parse::<IoMax>().is_err());
         assert!("".parse::<IoMax>().is_err());
     }
@@ -864,6 +1065,39 @@ mod tests {
         r.set("cpuset-cpus", Str("0-1")).unwrap();
         r.set("cpuset-cpus", Str("")).unwrap();
         assert_eq!(r.cpuset_cpus, None);
+    }
+
+    /// Many entries in one batch (the 20 000) merge by device through an index: one
+    /// entry per device, the last one given wins, and a device a unit file named twice has
+    /// the entry in force (the last) replaced.
+    #[test]
+    fn set_all_merges_many_io_max_entries_by_device() {
+        let texts: Vec<String> = (0..20_000)
+            .map(|i| format!("/dev/d{} rbps={}", i % 100, i + 2))
+            .collect();
+        let mut r = Resources::default();
+        r.set_all(texts.iter().map(|t| ("io-max", Str(t)))).unwrap();
+        assert_eq!(r.io_max.len(), 100);
+        assert_eq!(r.io_max[7].device, PathBuf::from("/dev/d7"));
+        assert_eq!(r.io_max[7].rbps, Some(19_907 + 2));
+
+        let mut dup = Resources {
+            io_max: vec![
+                "/dev/vda rbps=2".parse().unwrap(),
+                "/dev/vda rbps=3".parse().unwrap(),
+            ],
+            ..Resources::default()
+        };
+        dup.set_all([("io-max", Str("/dev/vda rbps=9")), ("pids-max", Int(5))])
+            .unwrap();
+        assert_eq!(dup.io_max[0].rbps, Some(2));
+        assert_eq!(dup.io_max[1].rbps, Some(9));
+        assert_eq!(dup.pids_max, Some(PidsMax::Limit(5)));
+        // A refused value stops the batch and names its key.
+        let err = dup
+            .set_all([("io-max", Str("/dev/vda rbps=1")), ("pids-max", Int(6))])
+            .unwrap_err();
+        assert!(err.to_string().starts_with("io-max:"), "{err}");
     }
 
     #[test]

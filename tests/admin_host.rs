@@ -4,6 +4,8 @@
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::time::Duration;
 
@@ -44,7 +46,7 @@ async fn transient_units_enable_files_and_reload() {
         "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n[resources]\npids-max = 100\n".to_string(),
     )];
     let Some(d) = Daemon::start("admin", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     let (_conn, m) = client(&d).await;
@@ -151,7 +153,7 @@ fn corralctl_run_cat_enable_reload() {
         "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
     )];
     let Some(d) = Daemon::start("run", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     // run: a transient unit from a command line; --wait returns its exit status.
@@ -198,6 +200,77 @@ fn corralctl_run_cat_enable_reload() {
     // Not PID 1: poweroff is refused with the reason.
     let out = d.ctl(&["poweroff"]);
     assert!(text(&out.stderr).contains("PID 1"), "{}", text(&out.stderr));
+    let (st, log) = d.stop();
+    assert!(st.success(), "{log}");
+}
+
+/// A limit set for this boot only (`--runtime`) holds over a persistent one at the next
+/// `Reload`, even though both are `NAME.d` drop-ins and a same-named drop-in in the first unit
+/// directory masks the runtime directory's (DESIGN §1): the runtime one has a name of its own,
+/// which sorts after. The newest setting of a key wins, whichever kind it was; without the
+/// runtime directory (a reboot) the persistent value is back.
+#[test]
+fn a_runtime_limit_holds_over_a_persistent_one_until_the_runtime_directory_goes() {
+    let units = [(
+        "web.service.toml",
+        "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
+    )];
+    let Some(mut d) = Daemon::start("runtime-limits", &units) else {
+        skip::skipped("no cgroup2 mount on this host");
+        return;
+    };
+    let ok = |d: &Daemon, args: &[&str]| {
+        let out = d.ctl(args);
+        assert!(
+            out.status.success(),
+            "corralctl {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    let pids_max = |d: &Daemon| -> String {
+        let out = d.ctl(&["--json", "status", "web.service"]);
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+        j[0]["Limits"]["pids-max"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    ok(&d, &["start", "web.service"]);
+    ok(&d, &["limit", "web.service", "pids-max=100"]);
+    ok(&d, &["limit", "web.service", "pids-max=50", "--runtime"]);
+    assert_eq!(pids_max(&d), "50");
+    ok(&d, &["reload"]);
+    assert_eq!(
+        pids_max(&d),
+        "50",
+        "the runtime limit was lost at the reload"
+    );
+    // A persistent setting after it is the newest: it holds over the runtime one.
+    ok(&d, &["limit", "web.service", "pids-max=70"]);
+    ok(&d, &["reload"]);
+    assert_eq!(
+        pids_max(&d),
+        "70",
+        "an older runtime limit came back at the reload"
+    );
+    ok(&d, &["limit", "web.service", "pids-max=40", "--runtime"]);
+    ok(&d, &["reload"]);
+    assert_eq!(pids_max(&d), "40");
+    let cat = text(&d.ctl(&["cat", "web.service"]).stdout);
+    assert!(
+        cat.contains("units/web.service.d/50-limits.toml")
+            && cat.contains("run/units/web.service.d/50-runtime-limits.toml"),
+        "{cat}"
+    );
+    // A reboot: the runtime directory is gone; the persistent value is back.
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    std::fs::remove_dir_all(d.out_dir().join("run")).unwrap();
+    d.crash_and_restart();
+    wait_for("the restarted daemon", Duration::from_secs(10), || {
+        d.ctl(&["status", "web.service"]).status.success()
+    });
+    assert_eq!(pids_max(&d), "70");
     let (st, log) = d.stop();
     assert!(st.success(), "{log}");
 }

@@ -17,6 +17,12 @@
 //! And with `org.corral1` already owned by another connection, corrald warns, naming the
 //! owner, and serves the API on its unique name.
 //!
+//! And DESIGN §4's "reading contents is root's", as an attacker with uid 65534 on the bus
+//! would try it: a 0600 drop-in holding a token is never returned (`GetUnitFiles`, `corralctl
+//! cat`), nor a root service's log or processes (`GetUnitLog`, `GetProcesses`, `corralctl
+//! status`), nor a dry run that stats paths as root (`DiffUnitLimits`); the service that runs
+//! as uid 65534 gets its own log.
+//!
 //! Needs root, a cgroup2 mount, `dbus-daemon`, `busctl` and `setpriv`; without them it says
 //! why and skips.
 
@@ -24,8 +30,8 @@
 mod bus;
 #[path = "common/daemon.rs"]
 mod daemon;
-#[path = "common/golden.rs"]
-mod golden;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -96,21 +102,16 @@ fn ctl_as_nobody(address: &str, args: &[&str]) -> Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrald_waits_for_the_system_bus_serves_it_and_survives_its_restart() {
     if let Some(why) = bus::missing_tools() {
-        eprintln!("skipped: {why}");
+        skip::skipped(why);
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    // uid 65534 must reach the bus socket inside.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     // Not even the directory of the socket exists when corrald starts.
-    let socket = dir.path().join("dbus/system_bus_socket");
-    let address = format!("unix:path={}", socket.display());
-    let config = dir.path().join("system.conf");
-    std::fs::write(
-        &config,
-        bus::system_config(&socket, &golden::repo_path("dbus/org.corral1.conf")),
-    )
-    .expect("writing the bus configuration");
+    let bus::SystemBusDir {
+        dir,
+        socket,
+        address,
+        config,
+    } = bus::SystemBusDir::new("dbus/system_bus_socket");
 
     let units = [(
         "web.service.toml",
@@ -121,7 +122,7 @@ async fn corrald_waits_for_the_system_bus_serves_it_and_survives_its_restart() {
         &units,
         &[("DBUS_SYSTEM_BUS_ADDRESS", Path::new(&address))],
     ) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     // Serving its private socket, waiting for the bus — without ever waking up: no retry
@@ -385,7 +386,7 @@ async fn corrald_waits_for_the_system_bus_serves_it_and_survives_its_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_owned_by_another_is_a_warning_and_the_api_stays_on_the_unique_name() {
     if let Some(why) = bus::missing_tools() {
-        eprintln!("skipped: {why}");
+        skip::skipped(why);
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -412,7 +413,7 @@ async fn a_name_owned_by_another_is_a_warning_and_the_api_stays_on_the_unique_na
         &units,
         &[("DBUS_SYSTEM_BUS_ADDRESS", Path::new(&address))],
     ) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     // corrald's connection: the unique name whose process is corrald.
@@ -458,4 +459,133 @@ async fn a_name_owned_by_another_is_a_warning_and_the_api_stays_on_the_unique_na
     );
     assert!(log.contains(&warning), "no {warning:?} in {log}");
     drop(bus);
+}
+
+/// What an unprivileged user on the bus can't read, and the one log it can (see the module
+/// doc).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unprivileged_user_reads_no_contents_but_its_own_units_log() {
+    if let Some(why) = bus::missing_tools() {
+        skip::skipped(why);
+        return;
+    }
+    const TOKEN: &str = "tok-3f9a1c7e";
+    const LOG_SECRET: &str = "log-secret-4242";
+    const ARGV_SECRET: &str = "argv-secret-7777";
+    let system = bus::SystemBusDir::new("system_bus_socket");
+    let address = system.address.clone();
+    let _bus = Bus::start(&system.config, None);
+    let units = [
+        (
+            "chatty.service.toml",
+            format!(
+                "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sh\", \"-c\", \
+                 \"echo {LOG_SECRET}; while :; do sleep 1000; done\", \"{ARGV_SECRET}\"]\n"
+            ),
+        ),
+        (
+            "chatty.service.d/10-token.toml",
+            format!("[service]\nenvironment = {{ API_TOKEN = \"{TOKEN}\" }}\n"),
+        ),
+        (
+            "mine.service.toml",
+            "[unit]\nautostart = true\n[service]\nuser = \"nobody\"\n\
+             exec = [\"/bin/sh\", \"-c\", \"echo nobody-line; exec sleep 1000\"]\n"
+                .to_string(),
+        ),
+    ];
+    let Some(d) = Daemon::start_on_bus(
+        "contents",
+        &units,
+        &[("DBUS_SYSTEM_BUS_ADDRESS", Path::new(&address))],
+    ) else {
+        skip::skipped("no cgroup2 mount on this host");
+        return;
+    };
+    let dropin = d.out_dir().join("units/chatty.service.d/10-token.toml");
+    std::fs::set_permissions(&dropin, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    wait_for("corrald on the bus", Duration::from_secs(10), || {
+        bus::owner(&address, NAME).is_some()
+    });
+    // Both services have written their line.
+    let log_dir = d.out_dir().join("log");
+    wait_for("the services' logs", Duration::from_secs(10), || {
+        std::fs::read_to_string(log_dir.join("chatty.service.log"))
+            .is_ok_and(|l| l.contains(LOG_SECRET))
+            && std::fs::read_to_string(log_dir.join("mine.service.log"))
+                .is_ok_and(|l| l.contains("nobody-line"))
+    });
+    let chatty = "/org/corral1/unit/chatty_2eservice";
+    let m = |method: &'static str| ["call", NAME, "/org/corral1", MANAGER, method];
+    let secret_free = |out: &Output| {
+        let all = format!("{}{}", stdout(out), String::from_utf8_lossy(&out.stderr));
+        !all.contains(TOKEN) && !all.contains(LOG_SECRET) && !all.contains(ARGV_SECRET)
+    };
+    let attempts: Vec<Vec<&str>> = vec![
+        [&m("GetUnitFiles")[..], &["s", "chatty.service"]].concat(),
+        [&m("GetUnitLog")[..], &["su", "chatty.service", "100"]].concat(),
+        [
+            &m("DiffUnitLimits")[..],
+            &[
+                "sa{sv}",
+                "chatty.service",
+                "1",
+                "io-max",
+                "s",
+                "/root/.probe rbps=2M",
+            ],
+        ]
+        .concat(),
+        vec!["call", NAME, chatty, UNIT, "GetProcesses"],
+    ];
+    for call in &attempts {
+        let out = busctl(&address, Some(NOBODY), call);
+        assert!(rejected(&out), "{call:?} as uid 65534: {}", show(&out));
+        assert!(secret_free(&out), "{call:?} leaked: {}", show(&out));
+        // Root may call each (and the secrets are there to be read; the dry run answers that
+        // no such device exists, which is what it would tell an attacker about root's files).
+        let out = busctl(&address, None, call);
+        assert!(!rejected(&out), "{call:?} as root: {}", show(&out));
+    }
+    let out = busctl(&address, None, &attempts[0]);
+    assert!(stdout(&out).contains(TOKEN), "{}", show(&out));
+    let out = busctl(&address, None, &attempts[3]);
+    assert!(stdout(&out).contains(ARGV_SECRET), "{}", show(&out));
+
+    // corralctl as uid 65534 (through the bus): status without processes or log lines, and
+    // a hint; cat and logs of the root service refused; its own service's log shown.
+    let out = ctl_as_nobody(&address, &["status", "chatty.service"]);
+    assert!(
+        out.status.success() && stdout(&out).contains("active (running)") && secret_free(&out),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("shown to root only"),
+        "{}",
+        show(&out)
+    );
+    for args in [&["cat", "chatty.service"][..], &["logs", "chatty.service"]] {
+        let out = ctl_as_nobody(&address, args);
+        assert!(
+            !out.status.success() && secret_free(&out),
+            "corralctl {args:?}: {}",
+            show(&out)
+        );
+    }
+    let out = ctl_as_nobody(&address, &["logs", "mine.service"]);
+    assert!(
+        out.status.success() && stdout(&out).contains("nobody-line"),
+        "{}",
+        show(&out)
+    );
+    let out = busctl(
+        &address,
+        Some(NOBODY),
+        &[&m("GetUnitLog")[..], &["su", "mine.service", "5"]].concat(),
+    );
+    assert!(stdout(&out).contains("nobody-line"), "{}", show(&out));
+
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
 }

@@ -7,6 +7,8 @@
 //! Needs `/usr/bin/busctl` and `setpriv`; the uid-switching test is skipped, with the reason
 //! printed, when not run as root.
 
+#[path = "common/skip.rs"]
+mod skip;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -15,12 +17,13 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use corral::bus::{
-    Access, BUS_NAME, JobKind, LoadState, MANAGER_INTERFACE, MANAGER_PATH, ManagerHandle, Mode,
-    Notification, Notifier, PrivateServer, Request, RequestError, ServerError, ServerInfo,
-    UNIT_INTERFACE, UnitProperties, UnitSummary,
+    Access, BUS_NAME, JobKind, LoadState, LogReply, MANAGER_INTERFACE, MANAGER_PATH, ManagerHandle,
+    Mode, Notification, Notifier, PrivateServer, Request, RequestError, RequestReceiver,
+    ServerError, ServerInfo, UNIT_INTERFACE, UnitProperties, UnitSummary, request_queue,
 };
+use corral::manager::request::{LogAccess, log_access};
 use corral::manager::state::{ActiveState, JobResult, UnitResult};
-use corral::unit::UnitName;
+use corral::unit::{Ident, UnitName};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use zbus::zvariant::OwnedObjectPath;
@@ -75,11 +78,16 @@ enum Control {
     /// Announce this many state changes and job results in one turn, far more than the
     /// notification buffer holds: job ids from 100000 up.
     Burst(u32),
+    /// Announce this many job results (only) in one turn, ids from `from` up.
+    Jobs {
+        from: u32,
+        n: u32,
+    },
 }
 
 /// The fake manager: one task owning a table, answering requests as the real one will.
 async fn fake_manager(
-    mut rx: mpsc::Receiver<Request>,
+    mut rx: RequestReceiver,
     mut control: mpsc::Receiver<Control>,
     notify: Notifier,
 ) {
@@ -111,6 +119,15 @@ async fn fake_manager(
                         let _ = notify.send(Notification::UnitRemoved(unit));
                     }
                     Control::LoseJobResults => lose_job_results = true,
+                    Control::Jobs { from, n } => {
+                        for id in from..from + n {
+                            notify.send(Notification::JobRemoved {
+                                id,
+                                unit: name("web.service"),
+                                result: JobResult::Done,
+                            });
+                        }
+                    }
                     Control::Burst(n) => {
                         for i in 0..n {
                             notify.send(Notification::UnitStateChanged {
@@ -169,14 +186,42 @@ async fn fake_manager(
             // they only need an answer, so the bus side's access checks can be shown.
             Request::KillUnit { reply, .. }
             | Request::Freeze { reply, .. }
-            | Request::SetLimits { reply, .. } => {
+            | Request::SetLimits { reply, .. }
+            | Request::ResetFailed { reply, .. }
+            | Request::SetProperties { reply, .. }
+            | Request::AttachProcesses { reply, .. }
+            | Request::KillMain { reply, .. } => {
                 let _ = reply.send(Ok(()));
+            }
+            // org.freedesktop.systemd1 is the real manager's (tests/systemd1_host.rs).
+            Request::StartBusTransient { reply, .. } => {
+                let _ = reply.send(Err(RequestError::NotSupported("not here".into())));
             }
             Request::DiffLimits { reply, .. } => {
                 let _ = reply.send(Ok(Vec::new()));
             }
-            Request::GetLog { reply, .. } => {
-                let _ = reply.send(Ok(vec!["a line".into()]));
+            // web.service runs as the user nobody, every other unit as root: the decision is
+            // the real manager's pure function, the name resolved by the bus layer.
+            Request::GetLog {
+                unit,
+                reader,
+                reply,
+                ..
+            } => {
+                let user = (unit.as_str() == "web.service").then(|| Ident::Name("nobody".into()));
+                let lines = LogReply::Lines(vec!["a line".into()]);
+                let answer = match reader {
+                    None => lines,
+                    Some(reader) => match log_access(user.as_ref(), 0, &reader) {
+                        LogAccess::Allowed => lines,
+                        LogAccess::Resolve(user) => LogReply::Resolve(user),
+                        LogAccess::Denied(who) => LogReply::Denied(format!(
+                            "{unit} runs as {who}; the caller is uid {}",
+                            reader.uid
+                        )),
+                    },
+                };
+                let _ = reply.send(Ok(answer));
             }
             Request::GetProcesses { reply, .. } => {
                 let _ = reply.send(Ok(vec![(777, "/bin/sleep 1".into())]));
@@ -247,7 +292,7 @@ struct Fixture {
 
 /// A fake manager task and the handle the bus layer uses to reach it.
 fn spawn_fake_manager() -> (ManagerHandle, mpsc::Sender<Control>, Notifier) {
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = request_queue();
     let (control_tx, control_rx) = mpsc::channel(16);
     let notify = Notifier::new(64);
     tokio::spawn(fake_manager(rx, control_rx, notify.clone()));
@@ -287,6 +332,20 @@ impl Fixture {
             ))))
             .await
             .expect("the fake manager runs");
+    }
+
+    /// Only for tests of the uid checks: lets uid 65534 reach the socket, so that the uid
+    /// check is what refuses it (the temp dir is 0700, the socket 0600).
+    fn open_to_everyone(&self) {
+        let mut dir = self.sock.as_path();
+        while let Some(parent) = dir.parent() {
+            if parent == std::env::temp_dir() || parent == Path::new("/") {
+                break;
+            }
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).expect("chmod dir");
+            dir = parent;
+        }
+        fs::set_permissions(&self.sock, fs::Permissions::from_mode(0o666)).expect("chmod socket");
     }
 
     async fn client(&self) -> Connection {
@@ -606,24 +665,14 @@ async fn busctl_calls_reads_and_introspects() {
 #[tokio::test]
 async fn state_changes_need_the_privileged_uid_and_end_with_job_removed() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: switching to uid 65534 needs root");
+        skip::skipped("switching to uid 65534 needs root");
         return;
     }
     let fx = Fixture::start();
     let mode = fs::metadata(&fx.sock).expect("socket").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the private socket is 0600");
 
-    // Only for this test: let uid 65534 reach the socket, so that the uid check is what
-    // refuses it (the temp dir is 0700, the socket 0600).
-    let mut dir = fx.sock.as_path();
-    while let Some(parent) = dir.parent() {
-        if parent == std::env::temp_dir() || parent == Path::new("/") {
-            break;
-        }
-        fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).expect("chmod dir");
-        dir = parent;
-    }
-    fs::set_permissions(&fx.sock, fs::Permissions::from_mode(0o666)).expect("chmod socket");
+    fx.open_to_everyone();
 
     let nobody = Some(65534);
     for (path, iface, method, args) in [
@@ -1201,4 +1250,161 @@ async fn get_all_asks_the_manager_once_per_kind_of_property() {
         1,
         "a state property reads no usage"
     );
+}
+
+/// DESIGN §4: reading *contents* is root's. uid 65534 is refused `GetUnitFiles`,
+/// `DiffUnitLimits`, `GetProcesses` and the log of a unit that runs as root, each with
+/// `AccessDenied` saying why; it reads the log of web.service, which runs as the user nobody
+/// (the name resolved off the manager's loop); root reads everything.
+#[tokio::test]
+async fn contents_are_for_root_and_a_log_for_its_units_user() {
+    if !nix::unistd::geteuid().is_root() {
+        skip::skipped("switching to uid 65534 needs root");
+        return;
+    }
+    let fx = Fixture::start();
+    fx.open_to_everyone();
+    let web = "/org/corral1/unit/web_2eservice";
+    let calls: [(&str, &str, &str, &[&str]); 4] = [
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "GetUnitFiles",
+            &["s", "web.service"],
+        ),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "DiffUnitLimits",
+            &[
+                "sa{sv}",
+                "web.service",
+                "1",
+                "io-max",
+                "s",
+                "/etc/shadow rbps=2M",
+            ],
+        ),
+        (web, UNIT_INTERFACE, "GetProcesses", &[]),
+        (
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "GetUnitLog",
+            &["su", "db.service", "5"],
+        ),
+    ];
+    for (path, iface, method, args) in calls {
+        let mut argv = vec!["call", BUS_NAME, path, iface, method];
+        argv.extend_from_slice(args);
+        let out = fx.busctl(Some(65534), &argv).await;
+        let err = stderr(&out);
+        assert!(
+            !out.status.success()
+                && err.contains("error-name=org.freedesktop.DBus.Error.AccessDenied"),
+            "{method} as uid 65534: {err}"
+        );
+        assert!(err.contains("the caller is uid 65534"), "{method}: {err}");
+        let out = fx.busctl(None, &argv).await;
+        assert_ok(&out);
+    }
+    let log = [
+        "call",
+        BUS_NAME,
+        MANAGER_PATH,
+        MANAGER_INTERFACE,
+        "GetUnitLog",
+        "su",
+        "web.service",
+        "5",
+    ];
+    let out = fx.busctl(Some(65534), &log).await;
+    assert_ok(&out);
+    assert_eq!(stdout(&out).trim(), "as 1 \"a line\"");
+    // Another unprivileged uid is not web.service's user.
+    let out = fx.busctl(Some(65533), &log).await;
+    let err = stderr(&out);
+    assert!(
+        err.contains("AccessDenied") && err.contains("user nobody (uid 65534)"),
+        "{err}"
+    );
+}
+
+/// A client that stops reading is dropped, and one that reads loses nothing: a raw client
+/// authenticates and never reads its socket while the manager announces more job results than
+/// a connection may leave unsent; a zbus client that reads gets every one of them, in turns
+/// it keeps up with, and the stalled connection's task ends and its socket is shut.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_one_that_reads_loses_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ROUND: u32 = 1000;
+    let rounds = (corral::bounds::MAX_PENDING_JOB_RESULTS as u32).div_ceil(ROUND) + 4;
+    let fx = Fixture::start();
+    let mut stalled = tokio::net::UnixStream::connect(&fx.sock)
+        .await
+        .expect("connect");
+    let uid: String = nix::unistd::getuid()
+        .as_raw()
+        .to_string()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    stalled
+        .write_all(format!("\0AUTH EXTERNAL {uid}\r\n").as_bytes())
+        .await
+        .expect("AUTH");
+    let mut ok = [0u8; 128];
+    let n = stalled.read(&mut ok).await.expect("the server's OK");
+    assert!(
+        ok[..n].starts_with(b"OK "),
+        "{:?}",
+        String::from_utf8_lossy(&ok[..n])
+    );
+    stalled.write_all(b"BEGIN\r\n").await.expect("BEGIN");
+
+    let conn = fx.client().await;
+    let manager = manager_proxy(&conn).await;
+    let mut removed = manager.receive_signal("JobRemoved").await.expect("match");
+    // Both connections are served (each holds a subscription) before anything is announced.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while fx.notify.receiver_count() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "connections never served"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut next = 1;
+    for round in 0..rounds {
+        let from = round * ROUND + 1;
+        fx.control
+            .send(Control::Jobs { from, n: ROUND })
+            .await
+            .expect("the fake manager runs");
+        tokio::time::timeout(TIMEOUT, async {
+            while next < from + ROUND {
+                let msg = removed.next().await.expect("signal stream");
+                let (id, _, _): (u32, String, String) = msg.body().deserialize().expect("(uss)");
+                assert_eq!(id, next, "job results in order, none lost");
+                next += 1;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the reading client stopped at {next}"));
+    }
+    // The stalled connection was dropped: its task is gone, its socket shut.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while fx.notify.receiver_count() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} connections still served",
+            fx.notify.receiver_count()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    tokio::time::timeout(TIMEOUT, async {
+        while stalled.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
+    .await
+    .expect("the stalled client's socket ends");
 }

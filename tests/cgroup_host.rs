@@ -4,6 +4,8 @@
 //! fresh, uniquely named child of the mount and removes it when done, even on failure. Skipped,
 //! with the reason printed, only where no cgroup2 file system is mounted.
 
+#[path = "common/skip.rs"]
+mod skip;
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
@@ -31,7 +33,9 @@ impl TestTree {
         static N: AtomicU32 = AtomicU32::new(0);
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
         let Some(mount) = ownership::parse_mountinfo(&mountinfo) else {
-            eprintln!("skipping {name}: no cgroup2 file system is mounted on this host");
+            skip::skipped(format!(
+                "{name}: no cgroup2 file system is mounted on this host"
+            ));
             return None;
         };
         let dir = mount.mount_point.join(format!(

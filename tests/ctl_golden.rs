@@ -11,6 +11,8 @@
 mod daemon;
 #[path = "common/golden.rs"]
 mod golden;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::time::Duration;
 
@@ -67,7 +69,7 @@ fn list_and_status_match_golden() {
         ),
     ];
     let Some(d) = Daemon::start("golden", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     wait_for("web.service running", Duration::from_secs(10), || {

@@ -3,6 +3,8 @@
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::time::Duration;
 
@@ -36,7 +38,7 @@ fn corralctl_drives_the_daemon() {
         ),
     ];
     let Some(d) = Daemon::start("ctl", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     wait_for("web.service active", Duration::from_secs(10), || {
@@ -173,7 +175,7 @@ fn notify_services_are_active_only_once_ready() {
         ),
     ];
     let Some(d) = Daemon::start("notify", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     // Activating until READY=1 arrives.
@@ -229,7 +231,7 @@ fn service_types_stop_paths_logs_and_orphans() {
         ),
     ];
     let Some(d) = Daemon::start("types", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     let ok = |args: &[&str]| {
@@ -324,7 +326,7 @@ fn limits_freeze_kill_and_logs() {
         ),
     ];
     let Some(d) = Daemon::start("limits", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     wait_for("job.service active", Duration::from_secs(10), || {
@@ -366,7 +368,7 @@ fn limits_freeze_kill_and_logs() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         d.out_dir()
-            .join("run/units/job.service.d/50-limits.toml")
+            .join("run/units/job.service.d/50-runtime-limits.toml")
             .exists()
     );
     // Bad values are refused with the key and what was expected, and change nothing.
@@ -442,7 +444,7 @@ fn a_nested_corrald_manages_its_delegated_subtree() {
         tmp.path().join("inner-log").display(),
     );
     let Some(d) = Daemon::start("nested", &[("nested.service.toml", nested)]) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     let nested_cg = d.root.0.join("system.slice/nested.service");
@@ -500,7 +502,7 @@ fn a_stop_right_after_a_start_settles_at_once() {
             .to_string(),
     )];
     let Some(d) = Daemon::start("quick", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     for i in 0..30 {
@@ -528,7 +530,7 @@ fn logs_follow_prints_each_new_line_once() {
             .to_string(),
     )];
     let Some(d) = Daemon::start("follow", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     wait_for("ticks", Duration::from_secs(10), || {

@@ -6,6 +6,8 @@
 mod daemon;
 #[path = "common/golden.rs"]
 mod golden;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::time::{Duration, Instant};
 
@@ -56,7 +58,7 @@ fn running(d: &Daemon) -> bool {
 #[test]
 fn tree_draws_slices_units_and_processes() {
     let Some(d) = Daemon::start("tree", &units()) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     wait_for("the services to run", Duration::from_secs(10), || {
@@ -130,7 +132,7 @@ Control group /<root>:
 #[test]
 fn top_refreshes_n_times_with_the_busiest_unit_first() {
     let Some(d) = Daemon::start("top", &units()) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     wait_for("the services to run", Duration::from_secs(10), || {

@@ -9,8 +9,13 @@ use std::time::{Duration, Instant};
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/skip.rs"]
+mod skip;
 
 use daemon::{TestRoot, wait_for};
+
+/// A service started with corrald that runs until stopped.
+const SLEEPER: &str = "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n";
 
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
@@ -28,7 +33,7 @@ impl Drop for Daemon {
 #[test]
 fn autostart_restart_limits_and_clean_shutdown() {
     let Some(root) = TestRoot::new("daemon") else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -166,14 +171,11 @@ fn tells_its_own_supervisor_when_ready_and_stopping() {
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let units = [(
-        "a.service.toml",
-        "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
-    )];
+    let units = [("a.service.toml", SLEEPER.to_string())];
     let Some(d) =
         daemon::Daemon::start_with_env("notify-up", &units, &[("NOTIFY_SOCKET", &sock_path)])
     else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     let mut buf = [0u8; 512];
@@ -211,12 +213,9 @@ fn tells_its_own_supervisor_when_ready_and_stopping() {
 #[test]
 fn sigterm_as_soon_as_the_socket_appears_is_handled() {
     use std::os::unix::process::ExitStatusExt;
-    let units = [(
-        "a.service.toml",
-        "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
-    )];
+    let units = [("a.service.toml", SLEEPER.to_string())];
     let Some(mut d) = daemon::Daemon::spawn_unwaited("early-term", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     let sock = d.socket();
@@ -274,7 +273,7 @@ fn a_restarted_daemon_adopts_running_services() {
         ),
     ];
     let Some(mut d) = daemon::Daemon::start("adopt", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     let main_pid = |d: &daemon::Daemon, u: &str| -> Option<u32> {
@@ -356,7 +355,7 @@ fn a_reexecuted_daemon_keeps_every_service_and_its_output() {
         ),
     ];
     let Some(d) = daemon::Daemon::start("reexec", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     let status = |u: &str| -> serde_json::Value {
@@ -416,4 +415,167 @@ fn a_reexecuted_daemon_keeps_every_service_and_its_output() {
     assert!(status.success(), "{log}");
     assert!(log.contains("re-executing"), "{log}");
     assert!(log.contains("adopted: still running as"), "{log}");
+}
+
+/// A state file cut short or garbled while corrald was down never stops the next corrald: it
+/// starts, adopts the service still running from its cgroup alone (its main process unknown),
+/// starts no second one, and answers.
+#[test]
+fn a_corrupt_state_file_never_stops_the_restarted_daemon() {
+    let units = [("web.service.toml", SLEEPER.to_string())];
+    let Some(mut d) = daemon::Daemon::start("corrupt-state", &units) else {
+        skip::skipped("no cgroup2 mount on this host");
+        return;
+    };
+    let status = |d: &daemon::Daemon| -> serde_json::Value {
+        let out = d.ctl(&["--json", "status", "web.service"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    wait_for("web running", Duration::from_secs(10), || {
+        status(&d)[0]["MainPID"].as_u64().is_some_and(|p| p > 0)
+    });
+    let web = status(&d)[0]["MainPID"].as_u64().unwrap();
+    let state = d.out_dir().join("run/state");
+    wait_for("the state file", Duration::from_secs(5), || state.exists());
+    let sample = std::fs::read(&state).unwrap();
+    let garbled = String::from_utf8_lossy(&sample).replace(':', "\"");
+    let corruptions: [(&str, Vec<u8>); 4] = [
+        ("cut in half", sample[..sample.len() / 2].to_vec()),
+        ("garbled", garbled.into_bytes()),
+        ("not UTF-8", vec![0xff; 64]),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in corruptions {
+        d.crash_and_restart_with(|| std::fs::write(&state, &bytes).unwrap());
+        wait_for(
+            &format!("web adopted after a state file {what}"),
+            Duration::from_secs(10),
+            || status(&d)[0]["ActiveState"] == "active",
+        );
+        assert!(
+            Path::new(&format!("/proc/{web}")).exists(),
+            "{what}: web was stopped"
+        );
+        let procs = std::fs::read_to_string(d.root.0.join("system.slice/web.service/cgroup.procs"))
+            .unwrap();
+        assert_eq!(
+            procs.lines().collect::<Vec<_>>(),
+            [web.to_string()],
+            "{what}"
+        );
+    }
+    let (st, log) = d.stop();
+    assert!(st.success(), "{log}");
+    assert!(log.contains("adopted: still running"), "{log}");
+    wait_for("web stopped", Duration::from_secs(5), || {
+        !Path::new(&format!("/proc/{web}")).exists()
+    });
+}
+
+/// SIGHUP re-reads the unit files, as `Reload` (and systemd's SIGHUP) does; it never ends the
+/// daemon.
+#[test]
+fn sighup_reloads_the_unit_files() {
+    let units = [(
+        "a.service.toml",
+        "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
+    )];
+    let Some(mut d) = daemon::Daemon::start("sighup", &units) else {
+        skip::skipped("no cgroup2 mount on this host");
+        return;
+    };
+    std::fs::write(
+        d.out_dir().join("units/b.service.toml"),
+        "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for("b.service after SIGHUP", Duration::from_secs(10), || {
+        d.ctl(&["status", "b.service"]).status.success()
+    });
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended corrald"
+    );
+    // And again: each SIGHUP is a reload.
+    std::fs::remove_file(d.out_dir().join("units/b.service.toml")).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for(
+        "b.service gone after SIGHUP",
+        Duration::from_secs(10),
+        || !d.ctl(&["status", "b.service"]).status.success(),
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{status}\n{log}");
+    assert_eq!(
+        log.matches("SIGHUP: re-reading the unit files").count(),
+        2,
+        "{log}"
+    );
+}
+
+/// A panic injected (test-only `CORRAL_TEST_PANIC`) in a spawned task — the private socket's
+/// accept loop — and in the event loop itself: each is logged with where it happened, and ends
+/// the daemon (outside PID 1) with a failure, as a crash does: its services keep running, and
+/// the next daemon adopts them.
+#[test]
+fn a_panic_in_a_task_or_the_loop_is_logged_and_ends_the_daemon() {
+    let units = [("kept.service.toml", SLEEPER.to_string())];
+    for (site, trigger) in [("accept", "list"), ("reload", "reload")] {
+        let env = [("CORRAL_TEST_PANIC", Path::new(site))];
+        let Some(mut d) = daemon::Daemon::start_with_env(&format!("panic-{site}"), &units, &env)
+        else {
+            skip::skipped("no cgroup2 mount on this host");
+            return;
+        };
+        let procs = d.root.0.join("system.slice/kept.service/cgroup.procs");
+        let running = || {
+            std::fs::read_to_string(&procs)
+                .map(|p| p.split_whitespace().map(String::from).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        wait_for("kept.service", Duration::from_secs(10), || {
+            running().len() == 1
+        });
+        let before = running();
+        let out = d.ctl(&[trigger]);
+        assert!(
+            !out.status.success(),
+            "{site}: `corralctl {trigger}` succeeded through a panic"
+        );
+        wait_for(
+            "corrald to end after the panic",
+            Duration::from_secs(10),
+            || d.child.try_wait().unwrap().is_some(),
+        );
+        let mut log = String::new();
+        std::io::Read::read_to_string(d.child.stderr.as_mut().unwrap(), &mut log).unwrap();
+        let status = d.child.try_wait().unwrap().unwrap();
+        assert!(!status.success(), "{site}: {status}\n{log}");
+        assert!(
+            log.contains("panic in thread") && log.contains("CORRAL_TEST_PANIC: a panic injected"),
+            "{site}: the panic is not logged\n{log}"
+        );
+        assert_eq!(
+            running(),
+            before,
+            "{site}: the service did not survive the panic"
+        );
+        // The next daemon (no trigger) adopts it.
+        d.crash_and_restart();
+        wait_for("adoption", Duration::from_secs(10), || {
+            let out = d.ctl(&["--json", "status", "kept.service"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|j| {
+                j[0]["MainPID"].as_u64().map(|p| p.to_string()).as_ref() == before.first()
+            })
+        });
+        assert_eq!(
+            running(),
+            before,
+            "{site}: started again instead of adopted"
+        );
+        let (status, log) = d.stop();
+        assert!(status.success(), "{log}");
+    }
 }

@@ -9,6 +9,8 @@
 mod daemon;
 #[path = "common/golden.rs"]
 mod golden;
+#[path = "common/skip.rs"]
+mod skip;
 #[path = "common/xml.rs"]
 mod xml;
 
@@ -26,6 +28,10 @@ const HEADER: &str = r#"<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object 
     org.corral1.Manager  at /org/corral1
     org.corral1.Unit     at /org/corral1/unit/ESCAPED, one object per unit
   Every object also has org.freedesktop.DBus.Introspectable, .Peer and .Properties.
+  Who may call what (judged by corrald from the kernel's credentials of the caller): reading
+  states (ListUnits, GetUnit, properties) is open to all; every other method is for uid 0 only
+  (in user mode the daemon's own uid), except GetUnitLog, which a unit's own user may also call
+  for that unit. Inputs are bounded (src/bounds.rs).
 
   Generated from a running corrald by tests/dbus_golden.rs (members sorted by kind and name).
   Don't edit by hand: run that test with UPDATE_GOLDEN=1 set to refresh it.
@@ -93,18 +99,10 @@ async fn served_introspection_matches_dbus_xml() {
         "[service]\nexec = [\"/bin/sleep\", \"1000\"]\n".to_string(),
     )];
     let Some(d) = daemon::Daemon::start("dbusxml", &units) else {
-        eprintln!("skipped: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
-    let stream = tokio::net::UnixStream::connect(d.socket())
-        .await
-        .expect("connecting to the private socket");
-    let conn = zbus::connection::Builder::unix_stream(stream)
-        .p2p()
-        .auth_mechanism(zbus::AuthMechanism::External)
-        .build()
-        .await
-        .expect("p2p connection");
+    let conn = d.client().await;
 
     let manager = corral_interfaces(&introspect(&conn, MANAGER_PATH).await);
     let names: Vec<_> = manager.iter().filter_map(|i| i.attr("name")).collect();

@@ -14,6 +14,8 @@
 mod bus;
 #[path = "common/golden.rs"]
 mod golden;
+#[path = "common/skip.rs"]
+mod skip;
 #[path = "common/xml.rs"]
 mod xml;
 
@@ -142,7 +144,7 @@ async fn busctl(address: &str, nobody: bool, args: &[&str]) -> Output {
 #[tokio::test]
 async fn a_dbus_daemon_with_the_policy_lets_everyone_call_the_api_and_only_root_own_it() {
     if let Some(why) = bus::missing_tools() {
-        eprintln!("skipped: {why}");
+        skip::skipped(why);
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,6 +8,8 @@
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -15,12 +17,11 @@ use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{TestRoot, corrald_command, wait_for};
+use daemon::{TestRoot, corrald_command, os_result, wait_for, with_private_run};
 
 /// corrald on `root`, with the fake journal at `socket`, its stderr to `stderr`, and
 /// `JOURNAL_STREAM` as given.
@@ -32,34 +33,10 @@ fn corrald(root: &Path, dir: &Path, socket: &Path, stderr: File, journal_stream:
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    // SAFETY: between fork and exec only async-signal-safe system calls, on strings made before
-    // the fork; nothing of this process's memory is changed.
-    unsafe {
-        cmd.pre_exec(move || {
-            let check = |r: libc::c_int| {
-                if r == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            };
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                c"tmpfs".as_ptr(),
-                c"/run".as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            ))?;
-            check(libc::mkdir(c"/run/systemd".as_ptr(), 0o755))?;
-            check(libc::mkdir(c"/run/systemd/journal".as_ptr(), 0o755))?;
+    with_private_run(&mut cmd, move || {
+        // SAFETY: open, close and mount(2) on strings made before the fork.
+        unsafe {
+            os_result(libc::mkdir(c"/run/systemd/journal".as_ptr(), 0o755))?;
             let fd = libc::open(
                 c"/run/systemd/journal/socket".as_ptr(),
                 libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
@@ -69,15 +46,15 @@ fn corrald(root: &Path, dir: &Path, socket: &Path, stderr: File, journal_stream:
                 return Err(std::io::Error::last_os_error());
             }
             libc::close(fd);
-            check(libc::mount(
+            os_result(libc::mount(
                 source.as_ptr(),
                 c"/run/systemd/journal/socket".as_ptr(),
                 std::ptr::null(),
                 libc::MS_BIND,
                 std::ptr::null(),
             ))
-        });
-    }
+        }
+    });
     cmd.spawn().expect("corrald starts")
 }
 
@@ -130,11 +107,11 @@ fn stop(mut child: Child) {
 #[test]
 fn own_lines_go_to_the_journal_only_when_stderr_is_the_journal() {
     if !nix::unistd::geteuid().is_root() {
-        println!("SKIPPED: needs root (a mount namespace and a cgroup)");
+        skip::skipped("needs root (a mount namespace and a cgroup)");
         return;
     }
     let Some(root) = TestRoot::new("journal") else {
-        println!("SKIPPED: no cgroup2 mount on this host");
+        skip::skipped("no cgroup2 mount on this host");
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -165,7 +142,7 @@ fn own_lines_go_to_the_journal_only_when_stderr_is_the_journal() {
     );
     assert_eq!(
         entry.get("TARGET").map(String::as_str),
-        Some("corrald"),
+        Some("corral::daemon"),
         "{entry:?}"
     );
     assert!(

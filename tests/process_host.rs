@@ -9,6 +9,8 @@
 //! at `/sys/fs/cgroup/unified`, with no controllers): it is found in `/proc/self/mountinfo`, and
 //! each test makes its own uniquely named cgroup there, removed afterwards.
 
+#[path = "common/skip.rs"]
+mod skip;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read as _;
@@ -18,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use corral::caps::{Cap, CapSet};
 use corral::process::{
-    Bind, Child, ClockOffset, Credentials, ExitStatus, IdMap, NsMode, SpawnError, SpawnSpec, Stdio,
-    Step, kill_process_group, resolve_user, spawn, wait_pid,
+    Bind, Child, ClockOffset, Credentials, ExitStatus, IdMap, NsMode, Privileges, SpawnError,
+    SpawnSpec, Stdio, Step, kill_process_group, resolve_user, spawn, wait_pid,
 };
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -32,7 +35,7 @@ fn is_root() -> bool {
 macro_rules! require_root {
     () => {
         if !is_root() {
-            eprintln!("skipped: needs root");
+            skip::skipped("needs root");
             return;
         }
     };
@@ -248,6 +251,74 @@ fn runs_as_nobody() {
     assert!(out.contains("groups=65534(nogroup),100(users)"), "{out}");
 }
 
+/// The `CapXxx:` and `NoNewPrivs:` lines of a `/proc/self/status`, as `name value`.
+fn privilege_lines(status: &str) -> String {
+    status
+        .lines()
+        .filter(|l| l.starts_with("Cap") || l.starts_with("NoNewPrivs"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn caps(names: &[&str]) -> CapSet {
+    names.iter().map(|n| Cap::from_name(n).unwrap()).collect()
+}
+
+#[test]
+fn root_keeps_exactly_its_bounding_set() {
+    require_root!();
+    let mut spec = SpawnSpec::new(["/bin/cat", "/proc/self/status"]);
+    spec.privileges = Privileges {
+        no_new_privs: true,
+        bounding: Some(caps(&["CAP_NET_BIND_SERVICE", "CAP_CHOWN"])),
+        ambient: CapSet::EMPTY,
+    };
+    assert_eq!(
+        privilege_lines(&run_ok(spec)),
+        "CapInh: 0000000000000000\nCapPrm: 0000000000000401\nCapEff: 0000000000000401\n\
+         CapBnd: 0000000000000401\nCapAmb: 0000000000000000\nNoNewPrivs: 1"
+    );
+}
+
+#[test]
+fn ambient_capabilities_reach_a_non_root_service() {
+    require_root!();
+    let mut spec = SpawnSpec::new(["/bin/cat", "/proc/self/status"]);
+    spec.credentials = Some(resolve_user("nobody", None).unwrap());
+    spec.privileges = Privileges {
+        no_new_privs: true,
+        bounding: Some(caps(&["CAP_NET_BIND_SERVICE", "CAP_KILL"])),
+        ambient: caps(&["CAP_NET_BIND_SERVICE"]),
+    };
+    assert_eq!(
+        privilege_lines(&run_ok(spec)),
+        "CapInh: 0000000000000400\nCapPrm: 0000000000000400\nCapEff: 0000000000000400\n\
+         CapBnd: 0000000000000420\nCapAmb: 0000000000000400\nNoNewPrivs: 1"
+    );
+    // Without ambient capabilities a non-root service has none.
+    let mut spec = SpawnSpec::new(["/bin/cat", "/proc/self/status"]);
+    spec.credentials = Some(resolve_user("nobody", None).unwrap());
+    let out = privilege_lines(&run_ok(spec));
+    assert!(
+        out.contains("CapEff: 0000000000000000") && out.contains("NoNewPrivs: 0"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_ambient_capability_outside_the_bounding_set_fails_the_start() {
+    require_root!();
+    let mut spec = SpawnSpec::new(["/bin/true"]);
+    spec.credentials = Some(resolve_user("nobody", None).unwrap());
+    spec.privileges.bounding = Some(caps(&["CAP_KILL"]));
+    spec.privileges.ambient = caps(&["CAP_NET_BIND_SERVICE"]);
+    assert_eq!(
+        exec_error(&spec).to_string(),
+        "raising the ambient capability CAP_NET_BIND_SERVICE: Operation not permitted"
+    );
+}
+
 #[test]
 fn environment_and_umask_reach_the_child() {
     let mut spec = sh("echo $FOO; echo ${HOME:-unset}; umask");
@@ -272,6 +343,53 @@ fn stdout_and_stderr_to_a_file() {
     drop(spec);
     assert_eq!(child.wait().unwrap(), ExitStatus::Exited(0));
     assert_eq!(fs::read_to_string(&path).unwrap(), "out\nerr\n");
+}
+
+#[test]
+fn file_outputs_are_opened_by_spawn_and_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.log");
+    fs::write(&path, "before\n").unwrap();
+    let mut spec = sh("echo out; echo err >&2");
+    spec.stdout = Stdio::File(path.clone());
+    spec.stderr = Stdio::File(path.clone());
+    let child = spawn(&spec).unwrap();
+    assert_eq!(child.wait().unwrap(), ExitStatus::Exited(0));
+    assert_eq!(fs::read_to_string(&path).unwrap(), "before\nout\nerr\n");
+}
+
+/// A `file:` path the service's user can change under the daemon: a symlink to a file the
+/// daemon may write, or a FIFO. spawn refuses both before anything is started, and returns at
+/// once (a FIFO with no reader would otherwise block the open).
+#[test]
+fn file_outputs_refuse_symlinks_and_fifos() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, "untouched\n").unwrap();
+    let link = dir.path().join("out.log");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let mut spec = sh("echo written");
+    spec.stdout = Stdio::File(link.clone());
+    let err = spawn(&spec).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "stdout = \"file:{}\": a component of the path is a symbolic link, which is never \
+             followed for file: outputs",
+            link.display()
+        )
+    );
+    let fifo = dir.path().join("fifo.log");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    spec.stdout = Stdio::Null;
+    spec.stderr = Stdio::File(fifo.clone());
+    let err = spawn(&spec).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("a FIFO or a device, not a regular file"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched\n");
 }
 
 #[test]
@@ -705,7 +823,7 @@ fn read_only_path_that_is_missing_is_an_error() {
     spec.namespaces.mounts.read_only_paths = vec!["/nonexistent-ro".into()];
     assert_eq!(
         exec_error(&spec).to_string(),
-        "mount /nonexistent-ro: No such file or directory"
+        "mount target /nonexistent-ro: No such file or directory"
     );
 }
 
@@ -759,10 +877,11 @@ fn bind_of_a_missing_source_names_it() {
     }];
     assert_eq!(
         exec_error(&spec).to_string(),
-        format!(
-            "creating bind target /nonexistent-src to {}: No such file or directory",
-            target.display()
-        )
+        "bind source /nonexistent-src: No such file or directory"
+    );
+    assert!(
+        !target.exists(),
+        "no target is created for a missing source"
     );
 }
 
@@ -815,8 +934,119 @@ fn missing_root_is_an_error() {
     spec.namespaces.mounts.root = Some("/nonexistent-root".into());
     assert_eq!(
         exec_error(&spec).to_string(),
-        "mount /nonexistent-root (bind onto itself): No such file or directory"
+        "root /nonexistent-root: No such file or directory"
     );
+}
+
+/// The class of runc's CVE-2021-30465: whoever may write a service's root puts a symlink where
+/// a bind target, a read-only path or a directory on the way to one should be, pointing out of
+/// the root (here at `outside`, standing for the host's /etc). No mount lands outside the
+/// root, nothing is created there, and the start fails naming the path.
+#[test]
+fn symlinks_in_the_root_never_redirect_a_mount() {
+    require_root!();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("passwd"), "host\n").unwrap();
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("evil"), "evil\n").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("proc")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("etc")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../..", root.path().join("up")).unwrap();
+    let r = root.path().display().to_string();
+    let loop_msg = "the path goes through a symbolic link, which mount setup never follows \
+                    (name the real path)";
+    let bind = |target: &str| Bind {
+        source: src.path().to_path_buf(),
+        target: target.into(),
+        read_only: false,
+    };
+    let cases: Vec<(Vec<Bind>, Vec<PathBuf>, String)> = vec![
+        (
+            vec![bind("/etc")],
+            vec![],
+            format!("mount target /etc in {r}: {loop_msg}"),
+        ),
+        (
+            vec![bind("/etc/sub/dir")],
+            vec![],
+            format!("mount target /etc/sub/dir in {r}: {loop_msg}"),
+        ),
+        (
+            vec![bind(&format!("/up{}/x", outside.path().display()))],
+            vec![],
+            format!(
+                "mount target /up{}/x in {r}: {loop_msg}",
+                outside.path().display()
+            ),
+        ),
+        (
+            vec![],
+            vec!["/etc".into()],
+            format!("mount target /etc in {r}: {loop_msg}"),
+        ),
+    ];
+    for (binds, read_only, want) in cases {
+        let mut spec = SpawnSpec::new(["/bin/true"]);
+        spec.namespaces.mount = NsMode::New;
+        spec.namespaces.mounts.root = Some(root.path().to_path_buf());
+        spec.namespaces.mounts.binds = binds;
+        spec.namespaces.mounts.read_only_paths = read_only;
+        assert_eq!(exec_error(&spec).to_string(), want);
+        // Nothing was made outside the root.
+        let names: Vec<_> = fs::read_dir(outside.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["passwd"], "{want}");
+    }
+    // A symlinked source is refused too: a mount path never goes through a symlink.
+    std::os::unix::fs::symlink(outside.path(), src.path().join("link")).unwrap();
+    let mut spec = SpawnSpec::new(["/bin/true"]);
+    spec.namespaces.mount = NsMode::New;
+    spec.namespaces.mounts.binds = vec![Bind {
+        source: src.path().join("link"),
+        target: root.path().join("proc"),
+        read_only: false,
+    }];
+    assert_eq!(
+        exec_error(&spec).to_string(),
+        format!("bind source {}/link: {loop_msg}", src.path().display())
+    );
+}
+
+/// `..` in a symlink-free path is clamped to the root (RESOLVE_IN_ROOT): a target made with
+/// the root's own directories stays inside, and a read-only path inside the root stays there.
+#[test]
+fn bind_targets_are_created_inside_the_root() {
+    require_root!();
+    let root = make_rootfs();
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("f"), "from the host\n").unwrap();
+    let mut spec = sh("cat /srv/data/f; ls -d /srv/data; touch /etc/x 2>&1; echo rc=$?");
+    spec.namespaces.mount = NsMode::New;
+    spec.namespaces.mounts.root = Some(root.path().to_path_buf());
+    spec.namespaces.mounts.read_only_paths = vec!["/etc".into()];
+    spec.namespaces.mounts.binds = vec![
+        Bind {
+            source: "/usr".into(),
+            target: "/usr".into(),
+            read_only: true,
+        },
+        Bind {
+            source: src.path().to_path_buf(),
+            target: "/srv/data".into(),
+            read_only: false,
+        },
+    ];
+    let out = run_ok(spec);
+    assert!(out.starts_with("from the host\n/srv/data\n"), "{out}");
+    assert!(
+        out.contains("Read-only file system") && out.contains("rc=1"),
+        "{out}"
+    );
+    assert!(root.path().join("srv/data").is_dir());
+    assert!(!Path::new("/srv/data").join("f").exists());
 }
 
 // ---------------------------------------------------------------- joining (pod style)

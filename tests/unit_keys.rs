@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use corral::unit::keys::{KeyDefault, Table};
 use corral::unit::validate::all_keys;
 use corral::unit::{Unit, UnitName, parse_unit};
 
@@ -42,6 +43,9 @@ fn field(u: &Unit, table: &str, key: &str) -> String {
         ("service", "notify-access") => format!("{:?}", s.notify_access),
         ("service", "stdout") => format!("{:?}", s.stdout),
         ("service", "stderr") => format!("{:?}", s.stderr),
+        ("service", "no-new-privileges") => format!("{:?}", s.no_new_privileges),
+        ("service", "capabilities") => format!("{:?}", s.capabilities),
+        ("service", "ambient-capabilities") => format!("{:?}", s.ambient_capabilities),
         ("service", "oom-policy") => format!("{:?} oom_group={}", s.oom_policy, r.oom_group),
         ("service", "delegate") => format!("{:?}", s.delegate),
         ("resources", k) => r
@@ -105,13 +109,12 @@ fn unit_text(table: &str, key: &str, value: &str) -> String {
 }
 
 fn load(table: &str, key: &str, value: &str) -> Result<Unit, String> {
+    load_text(&unit_text(table, key, value))
+}
+
+fn load_text(text: &str) -> Result<Unit, String> {
     let name = UnitName::parse("t.service").unwrap();
-    parse_unit(
-        &name,
-        Path::new("t.service.toml"),
-        &unit_text(table, key, value),
-    )
-    .map_err(|d| {
+    parse_unit(&name, Path::new("t.service.toml"), text).map_err(|d| {
         d.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
@@ -218,6 +221,20 @@ const VALID: &[(&str, &str, &str, &str)] = &[
         r#"File("/var/log/x.log")"#,
     ),
     ("service", "stderr", r#""inherit""#, "Inherit"),
+    ("service", "no-new-privileges", "true", "true"),
+    (
+        "service",
+        "capabilities",
+        r#"["CAP_NET_BIND_SERVICE", "cap_chown", "CAP_NET_BIND_SERVICE"]"#,
+        r#"Some(["CAP_CHOWN", "CAP_NET_BIND_SERVICE"])"#,
+    ),
+    ("service", "capabilities", "[]", "Some([])"),
+    (
+        "service",
+        "ambient-capabilities",
+        r#"["CAP_NET_BIND_SERVICE"]"#,
+        r#"["CAP_NET_BIND_SERVICE"]"#,
+    ),
     ("service", "oom-policy", r#""kill""#, "Kill oom_group=true"),
     (
         "service",
@@ -483,6 +500,30 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
         r#"expected one of "stop", "continue", "kill""#,
     ),
     ("service", "delegate", r#""true""#, "expected true or false"),
+    (
+        "service",
+        "no-new-privileges",
+        "1",
+        "expected true or false",
+    ),
+    (
+        "service",
+        "capabilities",
+        r#"["CAP_NET_BIND_SERVCE"]"#,
+        r#"[service] capabilities[0]: unknown capability "CAP_NET_BIND_SERVCE"; did you mean "CAP_NET_BIND_SERVICE"?"#,
+    ),
+    (
+        "service",
+        "capabilities",
+        r#""CAP_CHOWN""#,
+        "expected an array of capability names",
+    ),
+    (
+        "service",
+        "ambient-capabilities",
+        r#"["sys_time"]"#,
+        r#"unknown capability "sys_time"; did you mean "CAP_SYS_TIME"?"#,
+    ),
     ("resources", "cpu-max", r#""0%""#, "expected a CPU share"),
     ("resources", "cpu-max", r#""20""#, "expected a CPU share"),
     ("resources", "cpu-max", r#""0.5%""#, "quota is at least 1ms"),
@@ -747,6 +788,44 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(format!("{:?} {:?}", s.stdout, s.stderr), "Log Log");
     assert_eq!(format!("{:?}", s.oom_policy), "Stop");
     assert!(!s.delegate && !s.autostart);
+    assert!(!s.no_new_privileges && s.capabilities.is_none() && s.ambient_capabilities.is_empty());
     assert!(u.resources.is_empty(), "unset resource keys write nothing");
     assert_eq!(s.namespaces, Default::default());
+}
+
+/// The defaults come from one table (`corral::unit::keys`): writing each one out must give the
+/// very unit that leaving it out gives.
+#[test]
+fn writing_a_default_out_changes_nothing() {
+    let mut checked = 0;
+    for table in [Table::Unit, Table::Service] {
+        for k in table.keys() {
+            let KeyDefault::Value(value) = k.default else {
+                continue;
+            };
+            let explicit = unit_text(table.name(), k.name, value);
+            let implicit = explicit.replace(&format!("{} = {value}\n", k.name), "");
+            assert_ne!(explicit, implicit, "{}", k.name);
+            let (a, b) = (load_text(&explicit), load_text(&implicit));
+            assert!(a.is_ok(), "[{}] {} = {value}: {a:?}", table.name(), k.name);
+            assert_eq!(a, b, "[{}] {} = {value}", table.name(), k.name);
+            checked += 1;
+        }
+    }
+    assert!(checked > 25, "{checked}");
+}
+
+#[test]
+fn ambient_capabilities_must_be_in_the_bounding_set() {
+    let text = "[service]\nexec = [\"/bin/true\"]\ncapabilities = [\"CAP_CHOWN\"]\n\
+                ambient-capabilities = [\"CAP_CHOWN\", \"CAP_NET_BIND_SERVICE\"]\n";
+    let err = load_text(text).unwrap_err();
+    assert_eq!(
+        err,
+        "t.service.toml:4:38: error: [service] ambient-capabilities: CAP_NET_BIND_SERVICE is not \
+         in capabilities (the bounding set), so it can't be raised: add it there too"
+    );
+    // Without a bounding set, any capability may be raised.
+    let text = "[service]\nexec = [\"/bin/true\"]\nambient-capabilities = [\"CAP_SYS_TIME\"]\n";
+    assert!(load_text(text).is_ok());
 }

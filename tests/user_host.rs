@@ -5,6 +5,8 @@
 mod bus;
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -28,11 +30,11 @@ impl UserSetup {
     /// `None` (after printing why) where the test can't run; `units` are (file, text).
     fn new(name: &str, units: &[(&str, &str)]) -> Option<UserSetup> {
         if !std::path::Path::new("/usr/bin/setpriv").exists() || !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root and setpriv to become uid {NOBODY}");
+            skip::skipped(format!("needs root and setpriv to become uid {NOBODY}"));
             return None;
         }
         let Some(root) = TestRoot::new(name) else {
-            eprintln!("skipped: no cgroup2 mount on this host");
+            skip::skipped("no cgroup2 mount on this host");
             return None;
         };
         // Delegate the cgroup to the user, as systemd's user@.service does.
@@ -182,7 +184,7 @@ fn user_mode_as_an_unprivileged_user() {
 #[test]
 fn user_mode_on_the_session_bus() {
     if let Some(why) = bus::missing_tools() {
-        eprintln!("skipped: {why}");
+        skip::skipped(why);
         return;
     }
     let Some(setup) = UserSetup::new(

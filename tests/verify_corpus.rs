@@ -1,7 +1,8 @@
 //! The malformed-unit corpus: every directory under `tests/corpus/` holds one or more broken
 //! unit files and `expected`, the exit status and exact diagnostics `corralctl verify` must
 //! print for them. `UPDATE_GOLDEN=1 cargo test --test verify_corpus` rewrites `expected`
-//! (review the diff: it is the specification of the messages).
+//! (review the diff: it is the specification of the messages). `tests/corpus/systemd/` is not
+//! a case: it holds systemd unit files for `corralctl import` (`tests/ctl_import.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ fn case_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .expect("tests/corpus exists")
         .map(|e| e.expect("readable corpus entry").path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && !p.ends_with("systemd"))
         .collect();
     dirs.sort();
     dirs

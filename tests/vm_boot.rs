@@ -2,6 +2,7 @@
 //!
 //! - the early mounts (`/proc`, `/sys`, devtmpfs, `/dev/pts`, `/dev/shm`, `/run`, cgroup2 with
 //!   `nsdelegate,memory_recursiveprot`), the hostname from `/etc/hostname`;
+//! - `corralctl doctor` in the guest: the unified layout, corrald as PID 1, no error;
 //! - sysctls the way systemd-sysctl applies them, checked in `/proc/sys`: a same-named file in
 //!   `/etc/sysctl.d` masks the whole `/usr/lib/sysctl.d` file, files apply in lexical order of
 //!   name across directories, `/etc/sysctl.conf` last, and after modules-load.d (a key that only
@@ -11,6 +12,8 @@
 //! - every autostart unit reaches `active`, in dependency order; boot-to-ready time (guest
 //!   uptime when the checks unit starts, i.e. once every other autostart unit is active), with
 //!   20 autostart units (14 plain services are added to the image);
+//! - the kernel's words for init on the command line (`splash single 3`) are ignored, as they
+//!   must be (an init that exits over them panics the kernel);
 //! - orphans of a double-forking service are reparented to PID 1 and reaped (no zombie left);
 //! - the shutdown paths, in one QEMU run of three boots (QEMU runs with `-action reboot=reset`,
 //!   so a reboot really boots again; the disk counts the boots): boot 1 ends with a real
@@ -25,15 +28,16 @@
 //! `/run` is a fresh tmpfs mounted by corrald itself, so nothing can put files there before
 //! corrald reads them (the unit tests in `src/boot/` cover that directory's precedence).
 
+#[path = "common/keys.rs"]
+mod keys;
 #[path = "common/vm.rs"]
 mod vm;
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use keys::KeyPresser;
 
 /// The autostart unit that ends each boot; it is still running when PID 1 gets the signal.
 const FINISH_UNIT: &str = "finish.service";
@@ -62,6 +66,7 @@ fn pid1_duties_hold_in_the_guest_kernel() {
     let mut overlay = vm::Initramfs::new();
     overlay
         .binary(env!("CARGO_BIN_EXE_corrald"), "/init")
+        .binary(env!("CARGO_BIN_EXE_corralctl"), "/usr/bin/corralctl")
         .dir("/etc/corral/units", 0o755)
         .dir("/var/log/corral", 0o755)
         .kernel_modules(
@@ -91,10 +96,15 @@ fn pid1_duties_hold_in_the_guest_kernel() {
         .set_len(1 << 20)
         .expect("sizing the disk image");
 
-    let keys = KeyPresser::start(TIMEOUT);
+    let keys = KeyPresser::start();
     let vm = vm::Vm::new(vm::base_image())
         .initrd(overlay.path())
         .disk(disk.path())
+        // Words the kernel hands to init as arguments (Ubuntu's `splash`, runlevels): PID 1
+        // must boot with them, not exit over them (DESIGN §6).
+        .kernel_param("splash")
+        .kernel_param("single")
+        .kernel_param("3")
         // Overrides the harness's -no-reboot: a reboot resets the machine, which boots again.
         .qemu_arg("-action")
         .qemu_arg("reboot=reset")
@@ -128,6 +138,7 @@ fn pid1_duties_hold_in_the_guest_kernel() {
         "boot-to-ready",
         "mounts",
         "cgroup2-options",
+        "doctor",
         "hostname",
         "sysctl-masking",
         "sysctl-order",
@@ -240,109 +251,5 @@ fn pid1_duties_hold_in_the_guest_kernel() {
             String::from_utf8_lossy(&marker[..16])
         ));
     }
-    let power_offs = out
-        .qemu_stderr
-        .lines()
-        .filter(|l| l.contains("qemu_system_shutdown_request"))
-        .count();
-    if power_offs != 1 {
-        out.fail(&format!(
-            "QEMU saw {power_offs} power-off requests, expected one (the reboot is a reset)"
-        ));
-    }
-    assert_eq!(
-        out.exit,
-        vm::Exit::PowerOff,
-        "expected a clean power-off after the reboot"
-    );
-}
-
-/// Presses ctrl-alt-del in the guest when it asks: the guest writes a line `ctrl-alt-del` to
-/// its second serial port (`/dev/ttyS1`, a socket here), and this sends `sendkey
-/// ctrl-alt-delete` to QEMU's human monitor (another socket). QEMU connects to both sockets as
-/// a client when it starts.
-struct KeyPresser {
-    dir: tempfile::TempDir,
-    thread: JoinHandle<io::Result<usize>>,
-}
-
-impl KeyPresser {
-    /// Listens on the two sockets; gives up on QEMU after `limit`.
-    fn start(limit: Duration) -> Self {
-        let dir = tempfile::tempdir().expect("creating a directory for QEMU's sockets");
-        let serial = UnixListener::bind(dir.path().join("ttyS1.sock")).expect("binding ttyS1");
-        let monitor =
-            UnixListener::bind(dir.path().join("monitor.sock")).expect("binding the monitor");
-        let deadline = Instant::now() + limit;
-        let thread = thread::spawn(move || press_on_request(&serial, &monitor, deadline));
-        KeyPresser { dir, thread }
-    }
-
-    /// `vm` with its second serial port and its monitor on the sockets.
-    fn attach(&self, vm: vm::Vm) -> vm::Vm {
-        let socket = |name: &str| {
-            let path = self.dir.path().join(name);
-            let path = path
-                .to_str()
-                .expect("UTF-8 temporary paths")
-                .replace(',', ",,");
-            format!("socket,id={},path={path}", name.trim_end_matches(".sock"))
-        };
-        vm.qemu_arg("-chardev")
-            .qemu_arg(socket("ttyS1.sock"))
-            .qemu_arg("-serial")
-            .qemu_arg("chardev:ttyS1")
-            .qemu_arg("-chardev")
-            .qemu_arg(socket("monitor.sock"))
-            .qemu_arg("-mon")
-            .qemu_arg("chardev=monitor,mode=readline")
-    }
-
-    /// How many times ctrl-alt-del was pressed, once QEMU has exited.
-    fn presses(self) -> io::Result<usize> {
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the key-pressing thread panicked")))
-    }
-}
-
-fn press_on_request(
-    serial: &UnixListener,
-    monitor: &UnixListener,
-    deadline: Instant,
-) -> io::Result<usize> {
-    let serial = accept_until(serial, deadline)?;
-    let mut monitor = accept_until(monitor, deadline)?;
-    let mut presses = 0;
-    // Ends when QEMU exits (or is killed) and closes the socket.
-    for line in BufReader::new(serial).lines() {
-        if line?.trim() == "ctrl-alt-del" {
-            monitor.write_all(b"sendkey ctrl-alt-delete\n")?;
-            presses += 1;
-        }
-    }
-    Ok(presses)
-}
-
-/// Accepts one connection, or fails at `deadline` (QEMU never started).
-fn accept_until(listener: &UnixListener, deadline: Instant) -> io::Result<UnixStream> {
-    listener.set_nonblocking(true)?;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false)?;
-                return Ok(stream);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "QEMU never connected to its sockets",
-                ));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    out.assert_one_power_off();
 }

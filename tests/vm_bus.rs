@@ -6,6 +6,8 @@
 
 #[path = "common/bus.rs"]
 mod bus;
+#[path = "common/skip.rs"]
+mod skip;
 #[path = "common/vm.rs"]
 mod vm;
 
@@ -15,33 +17,12 @@ use std::path::Path;
 fn corrald_joins_the_system_bus_in_the_guest() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("tests/vm/bus");
-    for tool in [
-        "/usr/bin/dbus-daemon",
-        "/usr/bin/busctl",
-        "/usr/bin/setpriv",
-    ] {
-        if !Path::new(tool).is_file() {
-            eprintln!("skipped: no {tool} (see scripts/vm-deps)");
-            return;
-        }
+    if let Some(why) = bus::missing_guest_tools() {
+        skip::skipped(why);
+        return;
     }
-    let config = bus::system_config(
-        Path::new("/run/dbus/system_bus_socket"),
-        Path::new("/etc/dbus-1/org.corral1.conf"),
-    );
     let mut overlay = vm::Initramfs::new();
-    overlay
-        .binary(env!("CARGO_BIN_EXE_corrald"), "/init")
-        .binary(env!("CARGO_BIN_EXE_corralctl"), "/usr/bin/corralctl")
-        .binary("/usr/bin/dbus-daemon", "/usr/bin/dbus-daemon")
-        .binary("/usr/bin/busctl", "/usr/bin/busctl")
-        .binary("/usr/bin/setpriv", "/usr/bin/setpriv")
-        .file("/etc/dbus-1/system.conf", &config, 0o644)
-        .copy(
-            root.join("dbus/org.corral1.conf"),
-            "/etc/dbus-1/org.corral1.conf",
-        )
-        .dir("/var/log/corral", 0o755);
+    overlay.system_bus(&bus::GUEST_TOOLS, &bus::guest_system_config());
     overlay.checks_dir(&dir, "/etc/corral/units");
     let overlay = overlay.build();
     let out = vm::Vm::new(vm::base_image())

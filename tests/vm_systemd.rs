@@ -6,6 +6,8 @@
 //! services with their limits; `systemctl stop` leaves nothing behind; a clean tree starts again,
 //! and `daemon-reexec` keeps systemd's main PID and every service.
 
+#[path = "common/skip.rs"]
+mod skip;
 #[path = "common/vm.rs"]
 mod vm;
 
@@ -15,7 +17,7 @@ use std::path::Path;
 fn corrald_under_systemd_in_the_guest_kernel() {
     let systemd = Path::new("/lib/systemd/systemd");
     if !systemd.is_file() {
-        eprintln!("skipped: no {} (the systemd package)", systemd.display());
+        skip::skipped(format!("no {} (the systemd package)", systemd.display()));
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use corral::ctl::client::Client;
 use corral::ctl::views::{self, Status};
-use corral::ctl::{Cli, Command, generate, top, tree, verify};
+use corral::ctl::{Cli, Command, generate, import, top, tree, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,6 +30,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         });
     }
     match &cli.command {
+        Command::Import { output, files } => {
+            let summary = import::run(
+                files,
+                output.as_deref(),
+                &corral::import::Host::this_machine(),
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )?;
+            return Ok(if summary.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Doctor => {
+            let report = corral::doctor::inspect(&corral::doctor::Roots::this_machine(cli.user));
+            let text = if cli.json {
+                report.to_json()
+            } else {
+                report.to_text()
+            };
+            print!("{text}");
+            return Ok(if report.errors() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
         Command::Completions { shell } => {
             generate::emit(&mut std::io::stdout(), &generate::completions(*shell))?;
             return Ok(ExitCode::SUCCESS);
@@ -59,7 +87,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::open(cli.address.as_deref(), cli.user).await?;
     match cli.command {
-        Command::Verify { .. } | Command::Completions { .. } | Command::Man { .. } => {
+        Command::Verify { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Import { .. }
+        | Command::Doctor => {
             unreachable!("handled offline")
         }
         Command::Tree { name } => {
@@ -108,6 +140,12 @@ async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Thaw { name } => {
             client
                 .call_unit_method("ThawUnit", &(name.as_str(),))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ResetFailed { name } => {
+            client
+                .call_unit_method("ResetFailedUnit", &(name.as_str(),))
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -160,7 +198,14 @@ async fn remote(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
         } => {
             let name = name.unwrap_or_else(|| format!("run-{}.service", std::process::id()));
-            let toml = transient_toml(slice.as_deref(), &properties, &ns, &command)?;
+            let path = std::env::var_os("PATH");
+            let toml = corral::ctl::run::transient_toml(
+                slice.as_deref(),
+                &properties,
+                &ns,
+                &command,
+                path.as_deref(),
+            )?;
             let result = client.transient(&name, &toml, wait).await?;
             match result {
                 Some(code) => {
@@ -296,6 +341,25 @@ async fn status(client: &Client, name: &str) -> anyhow::Result<Status> {
         })
         .collect();
     let effective: HashMap<String, (String, String)> = props.get("EffectiveLimits")?;
+    // Processes and log lines are root's (a log also its unit's user's): without them the
+    // status says so once, as systemctl hints at journal access.
+    let processes = client.processes(&unit).await?;
+    let log = client.log_if_shown(name, 5).await?;
+    if processes.is_none() || log.is_none() {
+        eprintln!(
+            "Hint: {name}'s {} shown to root only{}.",
+            match (processes.is_none(), log.is_none()) {
+                (true, true) => "processes and log lines are",
+                (true, false) => "processes are",
+                _ => "log lines are",
+            },
+            if log.is_none() {
+                " (log lines also to the unit's own user)"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(Status {
         name: props.get("Name")?,
         description: props.get("Description")?,
@@ -320,8 +384,8 @@ async fn status(client: &Client, name: &str) -> anyhow::Result<Status> {
         oom_kills: props.get("OOMKills")?,
         freezer_state: props.get("FreezerState")?,
         active_enter_timestamp: props.get("ActiveEnterTimestamp")?,
-        processes: client.processes(&unit).await?,
-        log: client.log(name, 5).await?,
+        processes: processes.unwrap_or_default(),
+        log: log.unwrap_or_default(),
     })
 }
 
@@ -339,50 +403,4 @@ fn parse_signal(s: &str) -> anyhow::Result<i32> {
     nix::sys::signal::Signal::from_str(&name)
         .map(|s| s as i32)
         .map_err(|_| anyhow::anyhow!("{s:?} is not a signal name"))
-}
-
-/// The TOML of a `corralctl run` unit. A program without `/` is looked up in `$PATH` here,
-/// since units take absolute paths.
-fn transient_toml(
-    slice: Option<&str>,
-    properties: &[String],
-    ns: &[String],
-    command: &[String],
-) -> anyhow::Result<String> {
-    let mut argv = command.to_vec();
-    if let Some(prog) = argv.first_mut()
-        && !prog.contains('/')
-    {
-        let found = std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .map(|d| d.join(&*prog))
-            .find(|p| p.is_file())
-            .ok_or_else(|| anyhow::anyhow!("{prog}: not found in $PATH"))?;
-        *prog = found.display().to_string();
-    }
-    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-    let mut t = String::from("[unit]\n");
-    if let Some(s) = slice {
-        t.push_str(&format!("slice = {}\n", quote(s)));
-    }
-    t.push_str("[service]\nexec = [");
-    t.push_str(&argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", "));
-    t.push_str("]\n");
-    if !properties.is_empty() {
-        t.push_str("[resources]\n");
-        for kv in properties {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("{kv:?} is not KEY=VALUE"))?;
-            t.push_str(&format!("{k} = {}\n", quote(v)));
-        }
-    }
-    if !ns.is_empty() {
-        t.push_str("[namespaces]\n");
-        for kind in ns {
-            t.push_str(&format!("{kind} = true\n"));
-        }
-    }
-    Ok(t)
 }

@@ -1,6 +1,7 @@
 //! PID 1 duties (DESIGN §6): early mounts, hostname, sysctls, kernel modules, and the shutdown
 //! path. Only used when corrald runs as PID 1.
 
+pub mod cmdline;
 pub mod modules;
 pub mod pid1;
 pub mod sysctl;

@@ -246,8 +246,59 @@ fn unmount_all() {
     }
 }
 
-/// The last resort of a PID 1 that can't go on: keep reaping orphans so the machine stays
-/// usable. Never returns.
+/// What PID 1 does once it can't manage the machine any more (a fatal error, a panic in a
+/// task: [`crate::daemon::panic`]): it keeps the promises it still can (DESIGN §6) — every
+/// orphan is reaped, SIGTERM powers off and SIGINT (ctrl-alt-del) reboots, through [`finish`]
+/// (every process is signalled, then sync, unmount, `reboot(2)`; the units' order is the
+/// manager's and went with it). Services keep running meanwhile. Never returns.
+///
+/// It waits on a fresh event loop of its own: the daemon's is gone, and the signal handlers it
+/// installed (tokio's, process-wide) stay — without a loop reading them SIGTERM and SIGINT were
+/// swallowed, and without any handler the kernel drops both for PID 1.
+pub fn fallback() -> ! {
+    // A panic here too (logged by the hook) leaves the last resort, never an exit.
+    match std::panic::catch_unwind(wait_for_the_end) {
+        Ok(Ok(how)) => {
+            tracing::info!("{how:?} requested; ending the machine without its manager");
+            finish(how, Duration::from_secs(5))
+        }
+        Ok(Err(e)) => {
+            tracing::error!("waiting for SIGTERM or ctrl-alt-del: {e}; only reaping now");
+            reap_forever()
+        }
+        Err(_) => reap_forever(),
+    }
+}
+
+/// Reaps every child that ends until SIGTERM (power off) or SIGINT (reboot) arrives.
+fn wait_for_the_end() -> std::io::Result<Final> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut reaper = crate::process::Reaper::new().map_err(std::io::Error::from)?;
+        let fd = std::os::fd::AsFd::as_fd(&reaper).try_clone_to_owned()?;
+        // SAFETY: the AsyncFd owns `fd`, so it stays open and the same for its lifetime.
+        let exits = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }?;
+        loop {
+            // Whatever ended before the signalfd existed, and since it was last readable.
+            reaper.reap();
+            tokio::select! {
+                _ = term.recv() => return Ok(Final::PowerOff),
+                _ = int.recv() => return Ok(Final::Reboot),
+                ready = exits.readable() => ready?.clear_ready(),
+            }
+        }
+    })
+}
+
+/// The very last resort, when not even [`fallback`] can wait for signals: keep reaping orphans
+/// so the machine stays usable. Never returns.
 pub fn reap_forever() -> ! {
     loop {
         match waitpid(Pid::from_raw(-1), None) {

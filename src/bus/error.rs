@@ -55,8 +55,15 @@ impl From<RequestError> for CorralError {
             RequestError::NoSuchUnit(_) => CorralError::NoSuchUnit(msg),
             RequestError::InvalidUnit(_) => CorralError::InvalidUnit(msg),
             RequestError::InvalidLimit(_) => CorralError::InvalidLimit(msg),
-            RequestError::JobFailed(_) => CorralError::JobFailed(msg),
+            RequestError::JobFailed(_) | RequestError::UnitInactive(_) => {
+                CorralError::JobFailed(msg)
+            }
             RequestError::NotSupported(_) => CorralError::NotSupported(msg),
+            // Only `org.freedesktop.systemd1` calls meet these, which name them as systemd
+            // does; any other caller would have sent a bad unit.
+            RequestError::UnitExists(_) | RequestError::NoSuchProcess(_) => {
+                CorralError::InvalidUnit(msg)
+            }
         }
     }
 }

@@ -9,9 +9,9 @@
 //!    be watched: it is tried once, and a failure is a warning.
 //! 2. **Serve.** The manager object is registered before the connection says `Hello`, and a
 //!    unit's object when a client first calls it (on a connection to a socket path; through any
-//!    other address every unit object up front), with [`Caller::Bus`]: each
-//!    state-changing call is judged from
-//!    the bus daemon's `GetConnectionCredentials` of its sender. Then `org.corral1` is
+//!    other address every unit object up front), with [`Caller::Bus`]: each call's sender
+//!    is found from the bus daemon's `GetConnectionCredentials` (asked once per sender), and
+//!    each state-changing call or read of contents judged by it. Then `org.corral1` is
 //!    requested. If another connection owns it (DESIGN §1: a warning, not a failure), the log
 //!    names the owner and corrald keeps serving on its unique name; it neither queues nor lets
 //!    itself be replaced, so who owns the name changes only when a connection ends. From then
@@ -40,7 +40,7 @@ use super::access::{Caller, Gate};
 use super::objects::{Objects, ServeError, Units};
 use super::on_demand;
 use super::watch::PathWatch;
-use super::{Access, BUS_NAME, ManagerHandle, Mode, ServerInfo};
+use super::{Access, BUS_NAME, ManagerHandle, Mode, ServerInfo, systemd1};
 
 /// The system bus when `DBUS_SYSTEM_BUS_ADDRESS` is unset.
 pub const DEFAULT_SYSTEM_BUS: &str = "unix:path=/run/dbus/system_bus_socket";
@@ -174,7 +174,7 @@ async fn watch_and_serve(shared: &Shared, path: &Path) -> std::io::Result<()> {
                     // Nothing to watch while connected.
                     drop(watch);
                     reported = None;
-                    let (builder, units) = on_demand::builder(stream);
+                    let (builder, units) = on_demand::builder(stream, on_demand::Client::Many);
                     match serve(shared, builder, units).await {
                         Ok(()) => {
                             info!(
@@ -224,10 +224,12 @@ async fn watch_and_serve(shared: &Shared, path: &Path) -> std::io::Result<()> {
 async fn serve(shared: &Shared, builder: Builder<'static>, units: Units) -> Result<(), ServeError> {
     let gate = Gate::new(shared.manager.clone(), shared.access, Caller::Bus);
     let (builder, objects, notifications) =
-        Objects::register(builder, gate, shared.info.clone(), units).await?;
+        Objects::register(builder, gate.clone(), shared.info.clone(), units).await?;
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, builder.build())
         .await
         .map_err(|_| ServeError::AuthTimeout(CONNECT_TIMEOUT))??;
+    // Property getters ask the bus about their senders through it, for this session only.
+    let _attached = gate.attach(&conn);
     let unique = conn
         .unique_name()
         .map_or_else(|| "?".to_string(), ToString::to_string);
@@ -235,7 +237,10 @@ async fn serve(shared: &Shared, builder: Builder<'static>, units: Units) -> Resu
         "connected to the {} at {} as {unique}",
         shared.label, shared.address
     );
-    request_name(&conn, &unique).await;
+    request_name(&conn, BUS_NAME, &unique).await;
+    if shared.info.systemd_compat {
+        request_name(&conn, systemd1::BUS_NAME, &unique).await;
+    }
     match objects
         .follow(&conn, notifications, &format!("the {}", shared.label))
         .await
@@ -266,34 +271,35 @@ fn bus_gone(e: &ServeError) -> bool {
     }
 }
 
-/// Asks for `org.corral1`; never fails the session. Not queued, and not replaceable: a name
-/// held by another connection stays a warning until the next connection to the bus.
-async fn request_name(conn: &Connection, unique: &str) {
+/// Asks for `name` (`org.corral1`, and `org.freedesktop.systemd1` with the subset); never
+/// fails the session. Not queued, and not replaceable: a name held by another connection
+/// stays a warning until the next connection to the bus.
+async fn request_name(conn: &Connection, name: &'static str, unique: &str) {
     match conn
-        .request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into())
+        .request_name_with_flags(name, RequestNameFlags::DoNotQueue.into())
         .await
     {
         Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => {
-            info!("acquired {BUS_NAME}");
+            info!("acquired {name}");
         }
         Ok(RequestNameReply::InQueue | RequestNameReply::Exists) | Err(zbus::Error::NameTaken) => {
             warn!(
-                "{BUS_NAME} is owned by {}; serving on {unique} only",
-                owner(conn).await
+                "{name} is owned by {}; serving on {unique} only",
+                owner(conn, name).await
             );
         }
-        Err(e) => warn!("requesting {BUS_NAME}: {e}; serving on {unique} only"),
+        Err(e) => warn!("requesting {name}: {e}; serving on {unique} only"),
     }
 }
 
-/// Who owns `org.corral1`: its unique name and, when the bus tells, its pid and uid.
-async fn owner(conn: &Connection) -> String {
+/// Who owns `name`: its unique name and, when the bus tells, its pid and uid.
+async fn owner(conn: &Connection, name: &str) -> String {
     let describe = async {
         let bus = DBusProxy::builder(conn)
             .cache_properties(CacheProperties::No)
             .build()
             .await?;
-        let name = zbus::names::BusName::try_from(BUS_NAME)?;
+        let name = zbus::names::BusName::try_from(name)?;
         let owner = bus.get_name_owner(name).await?;
         let creds = bus
             .get_connection_credentials(owner.as_ref().into())

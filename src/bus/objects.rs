@@ -17,7 +17,13 @@
 //! **Lost notifications.** A connection that falls behind the manager's state changes
 //! ([`Received::Lagged`]) re-reads the unit list and makes its objects match it; the state
 //! signals it missed are not replayed (clients re-read properties, as when a bus drops a slow
-//! client's messages). Job results are never lost (see [`crate::manager::request`]).
+//! client's messages). Job results are never lost (see [`crate::manager::request`]) to a
+//! client that reads them.
+//!
+//! **A client that stops reading** is dropped, not buffered for: when writing one
+//! notification's signals to it takes longer than [`STALLED_CLIENT_TIMEOUT`] (its socket is
+//! full), or when it leaves [`crate::bounds::MAX_PENDING_JOB_RESULTS`] job results unsent
+//! ([`Received::Overflowed`]), following ends with an error and the connection is closed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,8 +42,9 @@ use super::on_demand::{Registered, Wanted};
 use super::server::ServerInfo;
 use super::unit_object::UnitObject;
 use super::{
-    Error, MANAGER_PATH, Notification, Received, Request, Subscription, UNIT_INTERFACE, unit_path,
+    Error, MANAGER_PATH, Notification, Received, Subscription, UNIT_INTERFACE, systemd1, unit_path,
 };
+use crate::bounds::{MAX_PENDING_JOB_RESULTS, STALLED_CLIENT_TIMEOUT};
 use crate::unit::UnitName;
 
 /// Properties re-read by clients after a state change (`emits_changed_signal = "invalidates"`).
@@ -52,6 +59,10 @@ pub enum ServeError {
     Bus(#[from] Error),
     #[error("no authentication within {0:?}")]
     AuthTimeout(Duration),
+    #[error("the client took no signal off its socket for {0:?}: it stopped reading")]
+    Stalled(Duration),
+    #[error("the client left {MAX_PENDING_JOB_RESULTS} job results unread: it stopped reading")]
+    Overflowed,
 }
 
 /// Which unit objects a connection gets.
@@ -67,6 +78,8 @@ pub(crate) enum Units {
 /// The unit objects registered on one connection, and what a new one needs.
 pub struct Objects {
     gate: Gate,
+    /// Each unit also has its `org.freedesktop.systemd1` objects ([`super::systemd1`]).
+    compat: bool,
     units: Registered,
     /// Every unit is registered, and so is every unit added from now on.
     every: bool,
@@ -85,7 +98,14 @@ impl Objects {
         units: Units,
     ) -> Result<(Builder<'static>, Objects, Subscription), ServeError> {
         let notifications = gate.manager.subscribe();
+        let compat = info.systemd_compat;
         let mut builder = builder.serve_at(MANAGER_PATH, ManagerObject::new(gate.clone(), info))?;
+        if compat {
+            builder = builder.serve_at(
+                systemd1::MANAGER_PATH,
+                systemd1::manager::ManagerObject::new(gate.clone()),
+            )?;
+        }
         let objects = match units {
             Units::All => {
                 let registered = Registered::default();
@@ -94,10 +114,14 @@ impl Objects {
                         unit_path(&unit.name),
                         UnitObject::new(unit.name.clone(), gate.clone()),
                     )?;
+                    if compat {
+                        builder = systemd1::unit::serve_at(builder, &unit.name, &gate)?;
+                    }
                     registered.insert(unit.name);
                 }
                 Objects {
                     gate,
+                    compat,
                     units: registered,
                     every: true,
                     wanted: None,
@@ -105,6 +129,7 @@ impl Objects {
             }
             Units::OnDemand(registered, wanted) => Objects {
                 gate,
+                compat,
                 units: registered,
                 every: false,
                 wanted: Some(wanted),
@@ -122,6 +147,7 @@ impl Objects {
         who: &str,
     ) -> Result<(), ServeError> {
         let mut wanted = self.wanted.take();
+        let overflow = notifications.overflow();
         loop {
             tokio::select! {
                 () = conn.closed() => return Ok(()),
@@ -131,7 +157,15 @@ impl Objects {
                     None => wanted = None,
                 },
                 n = notifications.recv() => match n {
-                    Received::Notification(n) => self.apply(conn, n).await?,
+                    Received::Notification(n) => tokio::select! {
+                        // Writing to a client that reads takes no time; one whose socket is
+                        // full is waited for so long, or until its job results overflow.
+                        done = tokio::time::timeout(STALLED_CLIENT_TIMEOUT, self.apply(conn, n)) => {
+                            done.map_err(|_| ServeError::Stalled(STALLED_CLIENT_TIMEOUT))??;
+                        }
+                        () = overflow.wait() => return Err(ServeError::Overflowed),
+                    },
+                    Received::Overflowed => return Err(ServeError::Overflowed),
                     Received::Lagged(missed) => {
                         warn!("{who} missed {missed} state changes; re-reading the unit list");
                         self.resync(conn).await?;
@@ -150,17 +184,11 @@ impl Objects {
     async fn provide(&mut self, conn: &Connection, wanted: Wanted) -> Result<(), ServeError> {
         match wanted {
             Wanted::Unit(name, done) => {
-                if !self.units.contains(&name) {
-                    let unit = name.clone();
-                    let known = self
-                        .gate
-                        .manager
-                        .ask(|reply| Request::GetUnit { unit, reply })
-                        .await?;
-                    // An unknown unit gets no object: the call is answered `UnknownObject`.
-                    if known.is_ok() {
-                        self.add_unit(conn, name).await?;
-                    }
+                // Answered without asking the manager (see `ManagerHandle::unit_exists`): the
+                // bus connection's reader, which every client shares, waits for this.
+                // An unknown unit gets no object: the call is answered `UnknownObject`.
+                if !self.units.contains(&name) && self.gate.manager.unit_exists(&name).await? {
+                    self.add_unit(conn, name).await?;
                 }
                 let _ = done.send(());
             }
@@ -181,6 +209,9 @@ impl Objects {
         }
         let object = UnitObject::new(name.clone(), self.gate.clone());
         conn.object_server().at(unit_path(&name), object).await?;
+        if self.compat {
+            systemd1::unit::register(conn, &name, &self.gate).await?;
+        }
         self.units.insert(name);
         Ok(())
     }
@@ -190,6 +221,9 @@ impl Objects {
             conn.object_server()
                 .remove::<UnitObject, _>(unit_path(name))
                 .await?;
+            if self.compat {
+                systemd1::unit::unregister(conn, name).await?;
+            }
         }
         Ok(())
     }
@@ -202,6 +236,19 @@ impl Objects {
             Notification::JobRemoved { id, unit, result } => {
                 let emitter = SignalEmitter::new(conn, MANAGER_PATH)?;
                 ManagerObject::job_removed(&emitter, id, unit.as_str(), result.as_str()).await?;
+                if self.compat {
+                    // Broadcast from the connection that owns org.freedesktop.systemd1 on the
+                    // bus (crun matches on that sender), to every private-socket client.
+                    let emitter = SignalEmitter::new(conn, systemd1::MANAGER_PATH)?;
+                    systemd1::manager::ManagerObject::job_removed(
+                        &emitter,
+                        id,
+                        systemd1::job_path(id),
+                        unit.as_str(),
+                        result.as_str(),
+                    )
+                    .await?;
+                }
             }
             Notification::UnitStateChanged {
                 unit,

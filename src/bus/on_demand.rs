@@ -11,36 +11,153 @@
 //! that is done. A unit that does not exist is not registered, so the call is answered
 //! `UnknownObject` as before. An `Introspect` of `/`, `/org`, `/org/corral1` or
 //! `/org/corral1/unit` registers every unit first, so tools that walk the tree (`busctl tree`)
-//! see them all.
+//! see them all. Whether a unit exists is known without asking the manager (the
+//! [`Notifier`](crate::manager::request::Notifier) keeps the list), so the reader of the bus
+//! connection, which every client shares, never waits behind the manager's other work.
+//!
+//! **A client's backlog waits in its own socket.** On a private-socket connection (one
+//! client) the reader counts the method calls that expect a reply, the writer
+//! ([`Replies`]) the replies: once [`MAX_CALLS_IN_FLIGHT`] calls are unanswered, the reader
+//! reads nothing more until one is, so a client that pipelines thousands of calls holds one
+//! connection's worth of the daemon's memory, not thousands of tasks. One that sends calls
+//! but takes no reply off its socket for [`STALLED_CLIENT_TIMEOUT`] has stopped reading, and
+//! the connection ends. A bus connection carries every client, so its reader never waits:
+//! there each sender is held to the same count by its [`Gate`](super::access::Gate).
 
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::os::fd::BorrowedFd;
+
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use zbus::connection::Builder;
-use zbus::connection::socket::{BoxedSplit, ReadHalf, Split};
+use zbus::connection::socket::{BoxedSplit, ReadHalf, Split, WriteHalf};
 use zbus::fdo::ConnectionCredentials;
-use zbus::message::Type;
+use zbus::message::{Flags, Type};
 use zbus::{AuthMechanism, Message};
 
 use super::objects::Units;
-use super::{UNIT_PATH_PREFIX, unit_from_path};
+use super::{UNIT_PATH_PREFIX, systemd1, unit_from_path};
+use crate::bounds::{MAX_CALLS_IN_FLIGHT, STALLED_CLIENT_TIMEOUT};
 use crate::unit::UnitName;
+
+/// Whether a connection's reader holds its client to [`MAX_CALLS_IN_FLIGHT`] (see the module
+/// doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Client {
+    /// A private-socket connection: one client, whose backlog waits in its socket.
+    One,
+    /// A bus connection: many clients, never held up together.
+    Many,
+}
 
 /// A connection builder for `stream` whose reader registers unit objects on demand, and what
 /// the connection's [`Objects`](super::objects::Objects) are to serve with.
-pub(crate) fn builder(stream: UnixStream) -> (Builder<'static>, Units) {
+pub(crate) fn builder(stream: UnixStream, client: Client) -> (Builder<'static>, Units) {
     let (read, write) = stream.into_split();
-    let (read, registered, wanted) = OnDemand::new(read);
+    let unanswered = (client == Client::One).then(|| Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)));
+    let (read, registered, wanted) = OnDemand::new(read, unanswered.clone());
+    let write = Replies {
+        inner: write,
+        unanswered,
+    };
     let socket: BoxedSplit = Split::new(Box::new(read), Box::new(write));
     (Builder::socket(socket), Units::OnDemand(registered, wanted))
 }
 
+/// The error name zbus replies with, and no message, when a call's body can't be read as the
+/// method's arguments (a string holding a NUL byte, which D-Bus forbids, or a value the
+/// signature check let through).
+const ZBUS_ERROR: &str = "org.freedesktop.zbus.Error";
+
+/// The same reply as `InvalidArgs` with a message saying what was wrong, for an error `msg`
+/// that zbus sent nameless (see [`ZBUS_ERROR`]): every bad call gets a clear answer.
+fn word_unread_arguments(msg: &Message) -> Option<Message> {
+    let header = msg.header();
+    if msg.message_type() != Type::Error
+        || header.error_name().is_none_or(|n| n.as_str() != ZBUS_ERROR)
+    {
+        return None;
+    }
+    let mut reply = Message::error(&header, "org.freedesktop.DBus.Error.InvalidArgs")
+        .ok()?
+        .reply_serial(header.reply_serial());
+    if let Some(to) = header.destination() {
+        reply = reply.destination(to.to_owned()).ok()?;
+    }
+    reply
+        .build(&(
+            "the call's arguments could not be read: they do not match the method's \
+                 signature, or a string holds a NUL byte",
+        ))
+        .ok()
+}
+
+/// Whether `msg` is a method call its sender waits for a reply to.
+fn expects_reply(msg: &Message) -> bool {
+    msg.message_type() == Type::MethodCall
+        && !msg
+            .primary_header()
+            .flags()
+            .contains(Flags::NoReplyExpected)
+}
+
+/// The write half of a connection: on a private-socket connection every reply written lets
+/// the reader read one more call; and an error zbus sends without words is worded.
+#[derive(Debug)]
+struct Replies {
+    inner: OwnedWriteHalf,
+    unanswered: Option<Arc<Semaphore>>,
+}
+
+#[zbus::export::async_trait::async_trait]
+impl WriteHalf for Replies {
+    async fn send_message(&mut self, msg: &Message) -> zbus::Result<()> {
+        let worded = word_unread_arguments(msg);
+        let sent = self
+            .inner
+            .send_message(worded.as_ref().unwrap_or(msg))
+            .await;
+        if let Some(slots) = &self.unanswered
+            && matches!(msg.message_type(), Type::MethodReturn | Type::Error)
+            && slots.available_permits() < MAX_CALLS_IN_FLIGHT
+        {
+            slots.add_permits(1);
+        }
+        sent
+    }
+
+    async fn sendmsg(&mut self, buffer: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        self.inner.sendmsg(buffer, fds).await
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        WriteHalf::close(&mut self.inner).await
+    }
+
+    fn can_pass_unix_fd(&self) -> bool {
+        WriteHalf::can_pass_unix_fd(&self.inner)
+    }
+
+    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
+        WriteHalf::peer_credentials(&mut self.inner).await
+    }
+}
+
 /// Paths whose introspection lists units below them.
-const ABOVE_UNITS: &[&str] = &["/", "/org", "/org/corral1", "/org/corral1/unit"];
+const ABOVE_UNITS: &[&str] = &[
+    "/",
+    "/org",
+    "/org/corral1",
+    "/org/corral1/unit",
+    "/org/freedesktop",
+    "/org/freedesktop/systemd1",
+    "/org/freedesktop/systemd1/unit",
+];
 
 /// The unit objects registered on one connection, shared by its reader and its
 /// [`Objects`](super::objects::Objects).
@@ -86,11 +203,17 @@ pub(crate) struct OnDemand<R> {
     /// Every unit was registered for an `Introspect` (and units added since are registered as
     /// the manager announces them): a later `Introspect` needs nothing more.
     all: bool,
+    /// With [`Client::One`]: one permit per call that may still be read before one is
+    /// answered ([`Replies`] gives them back).
+    unanswered: Option<Arc<Semaphore>>,
 }
 
 impl<R: ReadHalf> OnDemand<R> {
     /// The reader, and the receiving end its [`Objects`](super::objects::Objects) answers.
-    pub(crate) fn new(inner: R) -> (Self, Registered, mpsc::UnboundedReceiver<Wanted>) {
+    pub(crate) fn new(
+        inner: R,
+        unanswered: Option<Arc<Semaphore>>,
+    ) -> (Self, Registered, mpsc::UnboundedReceiver<Wanted>) {
         let registered = Registered::default();
         let (wanted, requests) = mpsc::unbounded_channel();
         let reader = OnDemand {
@@ -98,6 +221,7 @@ impl<R: ReadHalf> OnDemand<R> {
             registered: registered.clone(),
             wanted,
             all: false,
+            unanswered,
         };
         (reader, registered, requests)
     }
@@ -109,9 +233,13 @@ impl<R: ReadHalf> OnDemand<R> {
         }
         let header = msg.header();
         let path = header.path()?.as_str();
-        if path.starts_with(UNIT_PATH_PREFIX) && path != UNIT_PATH_PREFIX {
-            let name = unit_from_path(path)?;
-            return (!self.registered.contains(&name)).then_some(Need::Unit(name));
+        // A unit's objects (org.corral1's and, where served, org.freedesktop.systemd1's) are
+        // registered together.
+        for prefix in [UNIT_PATH_PREFIX, systemd1::UNIT_PATH_PREFIX] {
+            if path.starts_with(prefix) && path != prefix {
+                let name = unit_from_path(path).or_else(|| systemd1::unit_from_path(path))?;
+                return (!self.registered.contains(&name)).then_some(Need::Unit(name));
+            }
         }
         let introspect = header.member().is_some_and(|m| m.as_str() == "Introspect");
         (introspect && !self.all && ABOVE_UNITS.contains(&path)).then_some(Need::Every)
@@ -135,6 +263,24 @@ impl<R: ReadHalf> ReadHalf for OnDemand<R> {
             .inner
             .receive_message(seq, already_received_bytes, already_received_fds)
             .await?;
+        if let Some(slots) = &self.unanswered
+            && expects_reply(&msg)
+        {
+            match tokio::time::timeout(STALLED_CLIENT_TIMEOUT, slots.acquire()).await {
+                // Given back by the writer with the reply.
+                Ok(Ok(slot)) => slot.forget(),
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    return Err(zbus::Error::InputOutput(Arc::new(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "{MAX_CALLS_IN_FLIGHT} calls unanswered for \
+                             {STALLED_CLIENT_TIMEOUT:?}: the client stopped taking replies"
+                        ),
+                    ))));
+                }
+            }
+        }
         if let Some(need) = self.needs(&msg) {
             let (ack, done) = oneshot::channel();
             let every = matches!(need, Need::Every);

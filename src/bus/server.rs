@@ -13,12 +13,17 @@
 //! **Credentials.** The peer's uid comes from `SO_PEERCRED`, read once at accept — see
 //! [`access`](super::access).
 //!
+//! **A client is one connection**: it may have [`crate::bounds::MAX_CALLS_IN_FLIGHT`] calls
+//! unanswered before its socket is no longer read ([`on_demand`]); one that stops reading is
+//! dropped, and its socket shut down so nothing of it stays behind.
+//!
 //! **Objects.** What is served on a connection, and how it follows the manager, is shared
 //! with the bus connection: see [`objects`](super::objects).
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +42,7 @@ use super::{Access, ManagerHandle, Mode, ServerError};
 /// Mode of the private socket: only its owner (root, or the user in user mode) connects.
 pub const SOCKET_MODE: u32 = 0o600;
 /// Mode of a runtime directory we create.
-pub const RUNTIME_DIR_MODE: u32 = 0o755;
+pub const RUNTIME_DIR_MODE: u32 = crate::files::DIR_MODE;
 /// A client that has not authenticated by then is dropped.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,6 +53,8 @@ pub struct ServerInfo {
     pub mode: Mode,
     /// The cgroup root, as an absolute path (`/sys/fs/cgroup/…`).
     pub cgroup_root: String,
+    /// Serve the `org.freedesktop.systemd1` subset too ([`super::systemd1`]).
+    pub systemd_compat: bool,
 }
 
 impl ServerInfo {
@@ -57,7 +64,14 @@ impl ServerInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             mode,
             cgroup_root: cgroup_root.into(),
+            systemd_compat: false,
         }
+    }
+
+    /// The same, serving the `org.freedesktop.systemd1` subset when `on`.
+    pub fn with_systemd_compat(mut self, on: bool) -> Self {
+        self.systemd_compat = on;
+        self
     }
 }
 
@@ -134,14 +148,12 @@ fn bind_socket(path: &Path) -> Result<UnixListener, ServerError> {
     let file_name = path.file_name().ok_or_else(|| ServerError::NoParent {
         path: path.to_path_buf(),
     })?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(RUNTIME_DIR_MODE)
-        .create(parent)
-        .map_err(|source| ServerError::CreateDir {
+    crate::files::create_dir_all(parent, RUNTIME_DIR_MODE).map_err(|source| {
+        ServerError::CreateDir {
             path: parent.to_path_buf(),
             source,
-        })?;
+        }
+    })?;
 
     match fs::symlink_metadata(path) {
         Ok(md) if md.file_type().is_socket() => {
@@ -214,6 +226,7 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    crate::daemon::panic::test_point(crate::daemon::panic::Site::Accept);
                     serial += 1;
                     connections.spawn(serve_connection(stream, serial, shared.clone()));
                 }
@@ -241,9 +254,17 @@ async fn serve_connection(stream: UnixStream, serial: u64, shared: Arc<Shared>) 
             None
         }
     };
+    // The same socket, to shut down when serving ends.
+    let socket = stream.as_fd().try_clone_to_owned();
     match serve(stream, serial, peer_uid, &shared).await {
         Ok(()) => debug!("private socket client :1.{serial} disconnected"),
         Err(e) => debug!("private socket client :1.{serial}: {e}"),
+    }
+    // Replies still being written to a client that stopped reading wait for its socket
+    // forever, each holding the connection: shutting the socket down ends them (they fail
+    // with EPIPE), so everything of the connection is freed now.
+    if let Ok(socket) = socket {
+        let _ = nix::sys::socket::shutdown(socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     }
 }
 
@@ -253,7 +274,7 @@ async fn serve(
     peer_uid: Option<u32>,
     shared: &Shared,
 ) -> Result<(), ServeError> {
-    let (builder, units) = on_demand::builder(stream);
+    let (builder, units) = on_demand::builder(stream, on_demand::Client::One);
     let builder = builder
         .server(shared.guid.clone())?
         .p2p()
@@ -262,7 +283,10 @@ async fn serve(
     let gate = Gate::new(
         shared.manager.clone(),
         shared.access,
-        Caller::Peer(peer_uid),
+        Caller::Peer {
+            uid: peer_uid,
+            serial,
+        },
     );
     let (builder, objects, notifications) =
         Objects::register(builder, gate, shared.info.clone(), units).await?;

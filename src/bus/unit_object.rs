@@ -14,7 +14,7 @@ use zbus::message::Header;
 use zbus::zvariant::OwnedValue;
 use zbus::{Connection, fdo, interface};
 
-use super::access::Gate;
+use super::access::{Gate, Privilege};
 use super::{Error, limit_values};
 use crate::manager::request::{JobKind, Request, RequestError, UnitProperties};
 use crate::unit::UnitName;
@@ -89,7 +89,14 @@ impl UnitObject {
         {
             return Ok(props);
         }
-        let props = Arc::new(self.gate.manager.properties(&self.name, usage).await?);
+        let who = self.gate.who(None, header).await;
+        let unit = self.name.clone();
+        let props = Arc::new(
+            self.gate
+                .ask(&who, |reply| Request::GetProperties { unit, usage, reply })
+                .await?
+                .map_err(Error::from)?,
+        );
         if let Some(call) = call {
             self.gate
                 .snapshot
@@ -164,12 +171,23 @@ impl UnitObject {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        self.change(conn, &header, "Kill", |unit, reply| Request::KillUnit {
-            unit,
-            signal,
-            reply,
-        })
-        .await
+        let unit = self.name.clone();
+        self.gate
+            .change(
+                conn,
+                &header,
+                "Kill",
+                || {
+                    super::manager_object::check_signal("Kill", signal)?;
+                    Ok(unit)
+                },
+                |unit, reply| Request::KillUnit {
+                    unit,
+                    signal,
+                    reply,
+                },
+            )
+            .await
     }
 
     async fn set_limits(
@@ -222,15 +240,24 @@ impl UnitObject {
         .await
     }
 
-    /// The processes of the unit's cgroup: pid and command line.
+    /// The processes of the unit's cgroup: pid and command line. For the privileged uid only:
+    /// command lines may hold secrets, and `hidepid` hides them from other users.
     #[zbus(out_args("processes"))]
-    async fn get_processes(&self) -> Result<Vec<(u32, String)>, Error> {
+    async fn get_processes(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<(u32, String)>, Error> {
         let unit = self.name.clone();
-        Ok(self
-            .gate
-            .manager
-            .ask(|reply| Request::GetProcesses { unit, reply })
-            .await??)
+        self.gate
+            .privileged_call(
+                conn,
+                &header,
+                ("GetProcesses", Privilege::ReadsContents),
+                || Ok(unit),
+                |unit, reply| Request::GetProcesses { unit, reply },
+            )
+            .await
     }
 
     /// The configured limits: canonical strings; `io-max` as one string per device.

@@ -17,9 +17,10 @@
 //! cpuset is not a max-type key: its effective set comes from the kernel
 //! ([`super::cpuset::read_effective`]).
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use crate::limits::{CpuMax, IO_MAX_FIELDS, MemoryLimit, PidsMax, Resources, format_bytes};
+use crate::limits::{CpuMax, IO_MAX_FIELDS, IoMax, MemoryLimit, PidsMax, Resources, format_bytes};
 
 /// A value and the unit it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,10 +123,17 @@ pub fn effective_limits(chain: &[(&str, &Resources)], ram: u64) -> EffectiveLimi
         PidsMax::Limit(n) => u128::from(n),
         PidsMax::Max => u128::MAX,
     };
+    // Each unit's entry per device (the last one is in force), indexed once: linear in the
+    // entries of the chain, where a search per device was quadratic.
+    let per_unit: Vec<HashMap<&PathBuf, &IoMax>> = chain
+        .iter()
+        .map(|(_, res)| res.io_max.iter().map(|e| (&e.device, e)).collect())
+        .collect();
     let mut devices: Vec<&PathBuf> = Vec::new();
+    let mut seen: HashSet<&PathBuf> = HashSet::new();
     for (_, res) in chain {
         for e in &res.io_max {
-            if !devices.contains(&&e.device) {
+            if seen.insert(&e.device) {
                 devices.push(&e.device);
             }
         }
@@ -133,19 +141,22 @@ pub fn effective_limits(chain: &[(&str, &Resources)], ram: u64) -> EffectiveLimi
     let mut io_max = Vec::new();
     for device in devices {
         for field in IO_MAX_FIELDS {
-            let get = |r: &Resources| {
-                r.io_max
-                    .iter()
-                    .rev()
-                    .find(|e| &e.device == device)
-                    .and_then(|e| e.field(field))
-            };
-            if let Some(b) = tightest(chain, get, u128::from) {
+            let mut best: Option<(u64, usize)> = None;
+            for (i, entries) in per_unit.iter().enumerate() {
+                let Some(v) = entries.get(device).and_then(|e| e.field(field)) else {
+                    continue;
+                };
+                // Lowest wins; the nearest unit on a tie.
+                if best.is_none_or(|(b, _)| v < b) {
+                    best = Some((v, i));
+                }
+            }
+            if let Some((value, i)) = best {
                 io_max.push(EffectiveIo {
                     device: device.clone(),
                     field,
-                    value: b.value,
-                    unit: b.unit,
+                    value,
+                    unit: chain[i].0.to_string(),
                 });
             }
         }

@@ -14,7 +14,8 @@
 //!   it (identity up to the default 100, then linear to 1000).
 //!
 //! Two io-max entries naming the same disk (a partition and its disk): the later entry wins,
-//! as [`Resources::set_io_max`] does for the same path.
+//! as [`Resources::set_all`] does for the same path; found through an index, so the plan is
+//! linear in the number of entries.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -196,15 +197,19 @@ pub(crate) fn settings(
         .presence(Presence::Silent),
     ];
     let mut per_disk: Vec<(DevNum, &IoMax)> = Vec::new();
+    let mut slot_of: HashMap<DevNum, usize> = HashMap::new();
     for entry in &res.io_max {
         let dev = match devices.whole_disk(&entry.device) {
             Ok(dev) => dev,
             Err(_) if lenient => continue,
             Err(e) => return Err(e),
         };
-        match per_disk.iter_mut().find(|(d, _)| *d == dev) {
-            Some(slot) => slot.1 = entry,
-            None => per_disk.push((dev, entry)),
+        match slot_of.get(&dev) {
+            Some(&i) => per_disk[i].1 = entry,
+            None => {
+                slot_of.insert(dev, per_disk.len());
+                per_disk.push((dev, entry));
+            }
         }
     }
     for (dev, entry) in per_disk {

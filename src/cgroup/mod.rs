@@ -57,7 +57,7 @@ pub use io::{DevNum, FixedDevices, ResolveDevice, SysfsDevices};
 pub use ownership::{CgroupRoot, OwnershipError, RootRequest, RootSource, decide_root};
 pub use settings::{Change, HostInfo, LimitsDiff};
 pub use stats::Stats;
-pub use tree::Tree;
+pub use tree::{INIT_SCOPE, Tree};
 
 /// `cgroup.procs`: the processes of a cgroup, one PID a line; writing a PID moves its process.
 pub const PROCS: &str = "cgroup.procs";
@@ -184,7 +184,8 @@ impl fmt::Display for Warning {
             } => write!(
                 f,
                 "{key} cannot be enforced: the {controller} controller is not offered in {} \
-                 (missing from its cgroup.controllers)",
+                 (missing from its cgroup.controllers); `corralctl doctor` tells why and how to \
+                 fix it",
                 cgroup.display()
             ),
             Warning::FileMissing { key, file } => write!(
@@ -483,6 +484,31 @@ impl Cgroup {
                 })
             })
             .collect()
+    }
+
+    /// The PIDs of this cgroup and of every cgroup below it (a delegated unit's nested tree),
+    /// visiting at most `max_cgroups` cgroups; a cgroup that vanishes meanwhile counts as
+    /// empty.
+    pub fn procs_below(&self, max_cgroups: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut todo = vec![self.path.clone()];
+        let mut visited = 0;
+        while let Some(dir) = todo.pop() {
+            visited += 1;
+            if visited > max_cgroups {
+                break;
+            }
+            out.extend(Cgroup::new(&dir).procs().unwrap_or_default());
+            if let Ok(entries) = fs::read_dir(&dir) {
+                todo.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        out
     }
 
     /// Moves a process (all its threads) into this cgroup. Fails with EBUSY on a cgroup that

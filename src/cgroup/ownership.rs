@@ -44,12 +44,15 @@ pub const DELEGATE_XATTRS: [&str; 2] = ["trusted.delegate", "user.delegate"];
 
 const HOW_TO_DELEGATE: &str = "To give corrald a tree of its own: run it under systemd with \
      Delegate=yes, under corral with delegate = true, or pass --cgroup-root with a cgroup you \
-     created (and chowned to corrald's user)";
+     created (and chowned to corrald's user). `corralctl doctor` shows who owns which tree";
 
 /// Why corrald may not manage a tree.
 #[derive(Debug, thiserror::Error)]
 pub enum OwnershipError {
-    #[error("no cgroup2 file system is mounted (none in /proc/self/mountinfo)")]
+    #[error(
+        "no cgroup2 file system is mounted (none in /proc/self/mountinfo): this machine keeps \
+         its controllers on cgroup v1; `corralctl doctor` shows where and how to move them"
+    )]
     NoCgroup2,
     #[error("reading {}: {}", path.display(), os_msg(err))]
     Read { path: PathBuf, err: io::Error },
@@ -226,7 +229,8 @@ pub fn parse_mountinfo(text: &str) -> Option<Cgroup2Mount> {
     })
 }
 
-fn unescape(s: &str) -> String {
+/// Undoes mountinfo's `\040`-style octal escapes in a path field.
+pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -15,7 +15,7 @@
 //!   kernel's default for a device that has no line;
 //! - percentages of RAM are resolved when the plan is made: comparing two plans compares bytes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -260,7 +260,9 @@ pub(crate) fn apply_fresh(
     Ok(gate.warnings)
 }
 
-/// The writes that take `dir` from `current` to `desired` limits.
+/// The writes that take `dir` from `current` to `desired` limits. Linear in the number of
+/// settings: each plan is indexed by file and line once, and each file is read once (an
+/// `io.max` of many devices was searched, and read again, for every device).
 pub(crate) fn diff(
     dir: &Path,
     current: &Resources,
@@ -270,7 +272,19 @@ pub(crate) fn diff(
 ) -> Result<LimitsDiff, CgroupError> {
     let cur = plan(current, host, true)?;
     let des = plan(desired, host, false)?;
+    let index = |v: &'_ [Setting]| {
+        // Each file and line appears once in a plan; were it twice, the first would count.
+        let mut values: HashMap<(&'static str, Option<String>), Option<String>> = HashMap::new();
+        for x in v {
+            values
+                .entry((x.file, x.line.clone()))
+                .or_insert_with(|| x.value.clone());
+        }
+        values
+    };
+    let (cur_values, des_values) = (index(&cur), index(&des));
     let mut gate = Gate::new(dir, avail);
+    let mut files = Files::default();
     let mut seen = HashSet::new();
     let mut changes = Vec::new();
     // Desired order first: it puts `cpu.idle = 0` before a weight and after a reset of one.
@@ -278,12 +292,9 @@ pub(crate) fn diff(
         if !seen.insert(s.id()) {
             continue;
         }
-        let find = |v: &[Setting]| {
-            v.iter()
-                .find(|x| x.id() == s.id())
-                .and_then(|x| x.value.clone())
-        };
-        let (old_value, new_value) = (find(&cur), find(&des));
+        let id = (s.file, s.line.clone());
+        let value = |values: &HashMap<_, Option<String>>| values.get(&id).cloned().flatten();
+        let (old_value, new_value) = (value(&cur_values), value(&des_values));
         if old_value == new_value {
             continue;
         }
@@ -296,7 +307,7 @@ pub(crate) fn diff(
         }
         let new = new_value.unwrap_or_else(|| s.reset.clone());
         let file = dir.join(s.file);
-        let old = read_current(&file, s)?;
+        let old = files.current(&file, s)?;
         if old.as_deref() == Some(new.as_str()) {
             continue;
         }
@@ -313,20 +324,45 @@ pub(crate) fn diff(
     })
 }
 
-/// What a setting's file holds now, in the form the setting writes.
-fn read_current(file: &Path, s: &Setting) -> Result<Option<String>, CgroupError> {
-    let Some(text) = read_optional(file)? else {
-        return Ok(None);
-    };
-    Ok(Some(match &s.line {
-        None => text.trim().to_string(),
-        Some(first) => text
-            .lines()
-            .map(str::trim)
-            .find(|l| l.split_whitespace().next() == Some(first.as_str()))
-            .map(str::to_string)
-            .unwrap_or_else(|| s.reset.clone()),
-    }))
+/// The cgroup files a diff has read, each read once; a file of one line per device is indexed
+/// by the line's first word.
+#[derive(Default)]
+struct Files {
+    read: HashMap<PathBuf, Option<FileText>>,
+}
+
+struct FileText {
+    whole: String,
+    by_first_word: HashMap<String, String>,
+}
+
+impl Files {
+    /// What a setting's file holds now, in the form the setting writes.
+    fn current(&mut self, file: &Path, s: &Setting) -> Result<Option<String>, CgroupError> {
+        if !self.read.contains_key(file) {
+            let text = read_optional(file)?.map(|text| FileText {
+                by_first_word: text
+                    .lines()
+                    .map(str::trim)
+                    .filter_map(|l| Some((l.split_whitespace().next()?.to_string(), l.to_string())))
+                    .rev() // the first line of a word wins, as a search from the top found it
+                    .collect(),
+                whole: text,
+            });
+            self.read.insert(file.to_path_buf(), text);
+        }
+        let Some(Some(text)) = self.read.get(file) else {
+            return Ok(None);
+        };
+        Ok(Some(match &s.line {
+            None => text.whole.trim().to_string(),
+            Some(first) => text
+                .by_first_word
+                .get(first)
+                .cloned()
+                .unwrap_or_else(|| s.reset.clone()),
+        }))
+    }
 }
 
 /// Writes the changes, in order. Stops at the first failure.

@@ -686,7 +686,8 @@ mod tests {
             warnings[0].to_string(),
             format!(
                 "io-weight cannot be enforced: the io controller is not offered in {} \
-                 (missing from its cgroup.controllers)",
+                 (missing from its cgroup.controllers); `corralctl doctor` tells why and how \
+                 to fix it",
                 root.display()
             )
         );

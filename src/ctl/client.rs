@@ -70,6 +70,22 @@ impl From<zbus::Error> for ClientError {
     }
 }
 
+/// How many calls corralctl keeps in flight at once when it reads many units (`tree`, `top`):
+/// well below what the daemon lets one client have ([`crate::bounds::MAX_CALLS_IN_FLIGHT`]),
+/// so the bus never refuses them.
+pub const CONCURRENT_CALLS: usize = crate::bounds::MAX_CALLS_IN_FLIGHT / 2;
+
+/// Whether a call was refused `AccessDenied`: reading processes and logs is root's (and a
+/// log its unit's user's), DESIGN §4.
+pub fn denied(e: &zbus::Error) -> bool {
+    const ACCESS_DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+    match e {
+        zbus::Error::MethodError(name, _, _) => name.as_str() == ACCESS_DENIED,
+        zbus::Error::FDO(e) => zbus::DBusError::name(&**e).as_str() == ACCESS_DENIED,
+        _ => false,
+    }
+}
+
 /// The socket an `--address` names, or the default one: the system manager's, or with
 /// `user` the per-user manager's (`$XDG_RUNTIME_DIR/corral/private`).
 pub fn socket_path(address: Option<&str>, user: bool) -> Result<PathBuf, ClientError> {
@@ -388,11 +404,14 @@ impl Client {
         if !wait {
             return Ok(None);
         }
-        let unit = self.unit(name).await?;
         loop {
-            let state: String = self.property(&unit, "ActiveState").await?;
-            if state == "inactive" || state == "failed" {
-                return Ok(Some(self.property(&unit, "ExitStatus").await?));
+            match self.exit_status_once_ended(name).await {
+                Ok(Some(code)) => return Ok(Some(code)),
+                Ok(None) => {}
+                // A transient unit is unloaded once it ends inactive (DESIGN §9), which only a
+                // clean end does: a failed one stays to be read.
+                Err(e) if super::tree::vanished(&e) => return Ok(Some(0)),
+                Err(e) => return Err(e.into()),
             }
             // Woken by the next state change of any unit; re-read ours. A client too slow for
             // a burst may be spared some state changes (they are coalesced, unlike job
@@ -404,6 +423,24 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// A unit's exit status if it has ended (inactive or failed), `None` while it runs.
+    async fn exit_status_once_ended(&self, name: &str) -> zbus::Result<Option<i32>> {
+        let manager = Proxy::new(&self.conn, BUS_NAME, MANAGER_PATH, MANAGER_INTERFACE).await?;
+        let path: OwnedObjectPath = manager.call("GetUnit", &(name,)).await?;
+        let unit = zbus::proxy::Builder::<Proxy<'_>>::new(&self.conn)
+            .destination(BUS_NAME)?
+            .path(path)?
+            .interface(UNIT_INTERFACE)?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?;
+        let state: String = unit.get_property("ActiveState").await?;
+        if state == "inactive" || state == "failed" {
+            return Ok(Some(unit.get_property("ExitStatus").await?));
+        }
+        Ok(None)
     }
 
     pub async fn unit_files(&self, unit: &str) -> Result<Vec<(String, String)>, ClientError> {
@@ -422,8 +459,35 @@ impl Client {
             .await?)
     }
 
-    pub async fn processes(&self, unit: &Proxy<'_>) -> Result<Vec<(u32, String)>, ClientError> {
-        Ok(unit.call("GetProcesses", &()).await?)
+    /// The unit's processes; `None` when they are not shown to this caller ([`denied`]).
+    pub async fn processes(
+        &self,
+        unit: &Proxy<'_>,
+    ) -> Result<Option<Vec<(u32, String)>>, ClientError> {
+        match unit.call("GetProcesses", &()).await {
+            Ok(procs) => Ok(Some(procs)),
+            Err(e) if denied(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The last log lines of a unit for a view beside others (`status`); `None` when they are
+    /// not shown to this caller ([`denied`]).
+    pub async fn log_if_shown(
+        &self,
+        unit: &str,
+        lines: u32,
+    ) -> Result<Option<Vec<String>>, ClientError> {
+        match self
+            .manager()
+            .await?
+            .call("GetUnitLog", &(unit, lines))
+            .await
+        {
+            Ok(lines) => Ok(Some(lines)),
+            Err(e) if denied(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A property of a unit, as any D-Bus value.

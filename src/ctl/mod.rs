@@ -4,6 +4,8 @@
 pub mod client;
 pub mod follow;
 pub mod generate;
+pub mod import;
+pub mod run;
 pub mod top;
 pub mod tree;
 pub mod verify;
@@ -77,6 +79,11 @@ pub enum Command {
         #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
         name: String,
     },
+    /// Return a failed unit to inactive (a failed transient unit is then removed).
+    ResetFailed {
+        #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
+        name: String,
+    },
     /// Change a unit's limits live (KEY=VALUE as in [resources]), and keep them.
     Limit {
         #[arg(allow_hyphen_values = true, value_parser = unit_arg)]
@@ -109,11 +116,20 @@ pub enum Command {
         /// The slice to run it in.
         #[arg(long, value_parser = slice_arg)]
         slice: Option<String>,
-        /// A [resources] limit, KEY=VALUE (repeatable).
-        #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
+        /// A [service] or [resources] key, KEY=VALUE (repeatable; --help lists them).
+        #[arg(
+            short = 'p',
+            long = "property",
+            value_name = "KEY=VALUE",
+            long_help = crate::unit::keys::run_property_help()
+        )]
         properties: Vec<String>,
-        /// Fresh namespaces: any of pid,net,mount,uts,ipc,user,cgroup,time.
-        #[arg(long, value_delimiter = ',')]
+        /// Fresh namespaces, separated by commas.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_parser = clap::builder::PossibleValuesParser::new(crate::ns::NsKind::names())
+        )]
         ns: Vec<String>,
         /// Wait until the service has exited, and exit with its status.
         #[arg(long)]
@@ -161,6 +177,27 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Convert systemd .service and .slice files (with their drop-ins) to corral unit files
+    ///
+    /// Each FILE's NAME.d/*.conf drop-ins beside it are merged in. Every setting with a corral
+    /// meaning is carried over; for each one that has none, or whose meaning changes, a
+    /// warning `FILE:LINE: warning: [Section] Key: why` goes to stderr. Exits non-zero when a
+    /// file could not be converted; every file written passes `corralctl verify`.
+    Import {
+        /// Write NAME.KIND.toml files into DIR (created if missing) instead of printing them.
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// systemd unit files; an instance (getty@tty1.service) is read from its template.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Check this machine for corral: cgroups, kernel, bus (no daemon needed)
+    ///
+    /// One finding a line, ok, warn or error: the cgroup layout (unified, hybrid or legacy) and
+    /// where each controller is bound, who owns the tree corral would use, kernel features, the
+    /// bus and corrald's socket. Every warn and error says how to fix it. Exits non-zero when
+    /// there is an error.
+    Doctor,
     /// Show the slice tree: units with their state, and their processes (like systemd-cgls).
     Tree {
         /// Show only this unit and what lies below it.
@@ -202,7 +239,7 @@ fn slice_arg(name: &str) -> Result<String, std::convert::Infallible> {
 }
 
 fn with_kind(name: &str, kind: Kind) -> String {
-    let known = [Kind::Service, Kind::Slice].iter().any(|k| {
+    let known = Kind::ALL.iter().any(|k| {
         name.strip_suffix(k.as_str())
             .is_some_and(|s| s.ends_with('.'))
     });
@@ -274,5 +311,8 @@ mod tests {
         }
         // ".service" alone has no stem: left for the daemon to refuse by name.
         assert_eq!(with_kind(".service", Kind::Service), ".service");
+        // A scope keeps its kind.
+        assert_eq!(with_kind("c1.scope", Kind::Service), "c1.scope");
+        assert_eq!(with_kind("web", Kind::Service), "web.service");
     }
 }

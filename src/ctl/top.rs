@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
+use futures_util::StreamExt;
 
 use super::client::{Client, ClientError, UnitObject};
 use super::tree::vanished;
@@ -71,7 +71,11 @@ pub async fn sample(client: &Client) -> Result<Vec<Sample>, ClientError> {
         .filter(|u| live(&u.row.active_state))
         .collect();
     let mut out = Vec::with_capacity(objects.len());
-    for read in join_all(objects.iter().map(read_sample)).await {
+    let reads: Vec<_> = futures_util::stream::iter(objects.iter().map(read_sample))
+        .buffered(super::client::CONCURRENT_CALLS)
+        .collect()
+        .await;
+    for read in reads {
         match read {
             Ok(s) => out.push(s),
             Err(e) if vanished(&e) => {}

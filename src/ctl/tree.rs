@@ -1,6 +1,8 @@
 //! `corralctl tree [NAME]`: the slice tree, as `systemd-cgls` draws it — slices nesting by their
 //! `Slice` property (which follows the name: `apps-batch.slice` under `apps.slice` under
-//! `-.slice`), every unit with its state, and each live unit's processes (`GetProcesses`).
+//! `-.slice`), every unit with its state and the limits set on it (`Limits`, in brackets, so a
+//! pod slice and its containers' scopes show what binds them), and each live unit's processes
+//! (`GetProcesses`).
 //!
 //! Gathering ([`gather`]) and drawing ([`render`]) are apart, so the drawing is tested on
 //! tables. A unit that vanishes between `ListUnits` and the reads of its properties is left out
@@ -9,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
-use futures_util::future::join_all;
+use futures_util::StreamExt;
 use zbus::proxy::Proxy;
 
 use super::client::{Client, ClientError, UnitObject};
@@ -27,6 +29,8 @@ pub struct TreeUnit {
     pub load_state: String,
     pub active_state: String,
     pub sub_state: String,
+    /// The limits set on the unit (`Limits`), in `[resources]` order.
+    pub limits: Vec<(String, String)>,
     /// (pid, command line) of the processes in the unit's own cgroup.
     pub processes: Vec<(u32, String)>,
 }
@@ -45,10 +49,18 @@ async fn read_unit(unit: &UnitObject) -> zbus::Result<TreeUnit> {
     let p: &Proxy<'_> = &unit.proxy;
     let slice: String = p.get_property("Slice").await?;
     let control_group: String = p.get_property("ControlGroup").await?;
+    let limits: std::collections::HashMap<String, zbus::zvariant::OwnedValue> =
+        p.get_property("Limits").await?;
+    let limits = ordered_limits(&limits);
+    // Processes are shown to root only (DESIGN §4): for anyone else the tree has none.
     let processes: Vec<(u32, String)> = if unit.row.active_state == "inactive" {
         Vec::new()
     } else {
-        p.call("GetProcesses", &()).await?
+        match p.call("GetProcesses", &()).await {
+            Ok(procs) => procs,
+            Err(e) if super::client::denied(&e) => Vec::new(),
+            Err(e) => return Err(e),
+        }
     };
     Ok(TreeUnit {
         name: unit.row.name.clone(),
@@ -57,15 +69,43 @@ async fn read_unit(unit: &UnitObject) -> zbus::Result<TreeUnit> {
         load_state: unit.row.load_state.clone(),
         active_state: unit.row.active_state.clone(),
         sub_state: unit.row.sub_state.clone(),
+        limits,
         processes,
     })
+}
+
+/// The `Limits` property as (key, value) pairs in `[resources]` order; `io-max` once per
+/// device.
+fn ordered_limits(
+    map: &std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+) -> Vec<(String, String)> {
+    use zbus::zvariant::Value;
+    let mut out = Vec::new();
+    for key in crate::limits::RESOURCE_KEYS {
+        match map.get(key).map(|v| &**v) {
+            Some(Value::Str(s)) => out.push((key.to_string(), s.to_string())),
+            Some(Value::Array(a)) => {
+                for v in a.iter() {
+                    if let Value::Str(s) = v {
+                        out.push((key.to_string(), s.to_string()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Every unit's place in the tree, read concurrently.
 pub async fn gather(client: &Client) -> Result<Vec<TreeUnit>, ClientError> {
     let objects = client.unit_objects().await?;
     let mut out = Vec::with_capacity(objects.len());
-    for read in join_all(objects.iter().map(read_unit)).await {
+    let reads: Vec<_> = futures_util::stream::iter(objects.iter().map(read_unit))
+        .buffered(super::client::CONCURRENT_CALLS)
+        .collect()
+        .await;
+    for read in reads {
         match read {
             Ok(u) => out.push(u),
             Err(e) if vanished(&e) => {}
@@ -103,6 +143,10 @@ fn state(u: &TreeUnit) -> String {
     };
     if !u.load_state.is_empty() && u.load_state != "loaded" {
         let _ = write!(s, " [{}]", u.load_state);
+    }
+    if !u.limits.is_empty() {
+        let limits: Vec<String> = u.limits.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = write!(s, "  [{}]", limits.join(" "));
     }
     s
 }
@@ -196,6 +240,7 @@ mod tests {
             load_state: "loaded".into(),
             active_state: active.into(),
             sub_state: sub.into(),
+            limits: Vec::new(),
             processes: procs.iter().map(|(p, c)| (*p, c.to_string())).collect(),
         }
     }
@@ -247,6 +292,47 @@ Control group /:
   └─db.service failed
 ";
         assert_eq!(text, expected, "\n{text}");
+    }
+
+    /// A pod slice and its containers' scopes, each with what binds it.
+    #[test]
+    fn limits_are_shown_beside_the_state() {
+        let limited = |mut u: TreeUnit, limits: &[(&str, &str)]| {
+            u.limits = limits
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            u
+        };
+        let units = vec![
+            unit("-.slice", "", "active", "active", &[]),
+            limited(
+                unit("kubepods-pod1.slice", "-.slice", "active", "active", &[]),
+                &[("cpu-weight", "2"), ("memory-max", "256M")],
+            ),
+            limited(
+                unit(
+                    "cri-containerd-a.scope",
+                    "kubepods-pod1.slice",
+                    "active",
+                    "running",
+                    &[(7, "sleep 1000")],
+                ),
+                &[
+                    ("cpu-max", "50%"),
+                    ("memory-max", "64M"),
+                    ("pids-max", "32"),
+                ],
+            ),
+        ];
+        let text = render(&units, Some("kubepods-pod1.slice")).unwrap();
+        assert_eq!(
+            text,
+            "Unit kubepods-pod1.slice:\n\
+             kubepods-pod1.slice active  [cpu-weight=2 memory-max=256M]\n\
+             └─cri-containerd-a.scope active (running)  [cpu-max=50% memory-max=64M pids-max=32]\n  \
+             └─7 sleep 1000\n"
+        );
     }
 
     #[test]

@@ -107,6 +107,18 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 /// `corralctl status NAME`: the block systemctl users know.
+/// `2026-12-02 19:35:08 UTC` for microseconds since the epoch.
+fn utc_time(micros: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros);
+    // RFC 3339 is `DATE"T"TIME"Z"`: only that one `T` becomes a space.
+    let stamp = humantime::format_rfc3339_seconds(t).to_string();
+    let stamp = stamp
+        .strip_suffix('Z')
+        .unwrap_or(&stamp)
+        .replacen('T', " ", 1);
+    format!("{stamp} UTC")
+}
+
 pub fn status_block(s: &Status) -> String {
     let dot = match s.active_state.as_str() {
         "active" => "●",
@@ -125,10 +137,7 @@ pub fn status_block(s: &Status) -> String {
         let _ = writeln!(out, "      Error: {}", s.load_error);
     }
     let since = if s.active_enter_timestamp > 0 && s.active_state == "active" {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(s.active_enter_timestamp);
-        format!(" since {} UTC", humantime::format_rfc3339_seconds(t))
-            .replace('T', " ")
-            .replace("Z UTC", " UTC")
+        format!(" since {}", utc_time(s.active_enter_timestamp))
     } else {
         String::new()
     };
@@ -241,6 +250,15 @@ pub fn status_block(s: &Status) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_read_as_utc() {
+        // 2026-12-02 19:35:08 UTC
+        assert_eq!(
+            super::utc_time(1_796_240_108_000_000),
+            "2026-12-02 19:35:08 UTC"
+        );
+    }
+
     use super::*;
 
     #[test]

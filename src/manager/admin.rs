@@ -4,7 +4,8 @@
 //! Decisions:
 //! - a transient unit is validated exactly like a file (`RUNTIME/units/NAME.toml` names it in
 //!   messages) and written there, so it survives `Reload` but not a reboot; a name that a
-//!   unit file already uses is refused;
+//!   unit file already uses is refused; it is 0600 (its text may hold secrets), drop-ins
+//!   0644, whatever the umask ([`crate::files`]);
 //! - `EnableUnit` writes `NAME.KIND.d/50-autostart.toml` (`autostart = true`) in the first
 //!   unit directory; `DisableUnit` removes it, and writes `autostart = false` there when the
 //!   unit's own file still says true;
@@ -12,11 +13,12 @@
 //!   is gone keeps running with its old definition until it stops; a running unit whose
 //!   limits changed gets the difference written to its cgroup.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::executor::Manager;
 use super::request::{JobKind, Notification, RequestError, ShutdownKind};
-use super::state::{ActiveState, ServiceState};
+use super::state::ActiveState;
+use crate::files::{self, write_file};
 use crate::unit::{Kind, LoadState, UnitName, load_path, parse_unit};
 
 /// The drop-in `EnableUnit` writes.
@@ -32,10 +34,10 @@ impl Manager {
         let path = dir.join(format!("{name}.toml"));
         if let Some(e) = self.units.units.get(&name) {
             let transient = e.files.first().is_some_and(|f| f.starts_with(&dir));
-            let running = self
-                .states
-                .get(&name)
-                .is_some_and(|s| !matches!(s.active, ActiveState::Inactive | ActiveState::Failed));
+            let running = !matches!(
+                self.engine.active_sub(&name).0,
+                ActiveState::Inactive | ActiveState::Failed
+            );
             if !transient || running {
                 return Err(RequestError::InvalidUnit(format!(
                     "{name} already exists{}",
@@ -57,12 +59,13 @@ impl Manager {
                     .join("\n"),
             )
         })?;
-        write_file(&path, toml)
+        write_file(&path, toml, files::PRIVATE_MODE)
             .map_err(|e| RequestError::JobFailed(format!("writing {}: {e}", path.display())))?;
-        if let Some(svc) = &unit.service {
-            self.states.insert(name.clone(), ServiceState::new(svc));
-        }
-        for added in self.units.insert(unit) {
+        let added = self.units.insert(unit);
+        // A failed transient unit started again gets a fresh state.
+        self.engine.forget(&name);
+        self.engine.sync_units(&self.units);
+        for added in added {
             let _ = self.notify.send(Notification::UnitAdded(added));
         }
         self.queue_job(name, JobKind::Start)
@@ -97,12 +100,14 @@ impl Manager {
             write_file(
                 &file,
                 "# Written by corrald for EnableUnit / corralctl enable.\n[unit]\nautostart = true\n",
+                files::DROPIN_MODE,
             )
         } else if from_files && !ours {
             // The unit's own file asks for autostart: only an overriding drop-in disables it.
             write_file(
                 &file,
                 "# Written by corrald for DisableUnit / corralctl disable.\n[unit]\nautostart = false\n",
+                files::DROPIN_MODE,
             )
         } else {
             match std::fs::remove_file(&file) {
@@ -158,18 +163,19 @@ impl Manager {
             .collect();
         // Running units whose files are gone keep their old definition until they stop.
         let old = std::mem::take(&mut self.units);
+        let before: std::collections::HashSet<UnitName> = old.units.keys().cloned().collect();
         for (name, entry) in old.units {
-            let running = self
-                .states
-                .get(&name)
-                .is_some_and(|s| !matches!(s.active, ActiveState::Inactive | ActiveState::Failed));
+            let running = !matches!(
+                self.engine.active_sub(&name).0,
+                ActiveState::Inactive | ActiveState::Failed
+            );
             if let std::collections::btree_map::Entry::Vacant(gone) =
                 fresh.units.entry(name.clone())
             {
                 if running {
                     gone.insert(entry);
                 } else {
-                    self.states.remove(&name);
+                    self.engine.forget(&name);
                     let _ = self.notify.send(Notification::UnitRemoved(name));
                 }
                 continue;
@@ -194,15 +200,15 @@ impl Manager {
             }
         }
         fresh.graph = crate::unit::Graph::new(fresh.loaded());
-        for (name, entry) in &fresh.units {
-            if let Some(svc) = entry.unit().and_then(|u| u.service.as_ref())
-                && !self.states.contains_key(name)
-            {
-                self.states.insert(name.clone(), ServiceState::new(svc));
+        for name in fresh.units.keys() {
+            // Every unit that appeared, of any kind or load state: the bus serves its object,
+            // and tells callers it exists, from this announcement.
+            if !before.contains(name) {
                 let _ = self.notify.send(Notification::UnitAdded(name.clone()));
             }
         }
         self.units = fresh;
+        self.engine.sync_units(&self.units);
         for (file, err) in &errors {
             tracing::warn!("reload: {file}: {err}");
         }
@@ -237,23 +243,4 @@ pub(crate) fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Writes through a temporary file and `rename`, creating the directory when it is missing.
-pub(super) fn write_file(path: &Path, text: impl AsRef<[u8]>) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|f| f.to_str()).unwrap_or("unit")
-    ));
-    // The directory is made when the write finds it missing, not before every write (a
-    // `mkdir` and a `statx` per transient start and per state file write).
-    match std::fs::write(&tmp, text.as_ref()) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)?;
-            std::fs::write(&tmp, text.as_ref())?;
-        }
-        other => other?,
-    }
-    std::fs::rename(&tmp, path)
 }

@@ -1,18 +1,31 @@
 //! The manager's answers to live-control requests: signals, freezing, limits changed at run
-//! time (applied to the live cgroup at once, persisted as the drop-in `50-limits.toml`), their
-//! dry run, logs, processes, and the unit properties read from the cgroup on demand.
+//! time (applied to the live cgroup at once, persisted as a drop-in), their dry run, logs (to the privileged uid, and to a unit's own user), processes, and the unit
+//! properties read from the cgroup on demand. Limits requests are checked against
+//! [`crate::bounds`] and merged in linear time.
 //!
 //! Decisions: a unit that isn't running has nothing to kill or freeze (`JobFailed`); a dry run
-//! of an inactive unit changes no file, so it lists none; runtime-only limits go to
-//! `RUNTIME/units/NAME.KIND.d/50-limits.toml`, persistent ones to the first unit directory.
+//! of an inactive unit changes no file, so it lists none.
+//!
+//! **Where limits are kept** (DESIGN §3). Persistent ones in `NAME.KIND.d/50-limits.toml` of
+//! the first unit directory; runtime-only ones in `RUNTIME/units/NAME.KIND.d/50-runtime-limits.toml`.
+//! Two names, because a same-named drop-in in an earlier directory masks a later one (DESIGN
+//! §1): were both `50-limits.toml`, the first directory's would hide the runtime one at the
+//! next `Reload`. The runtime name sorts after the persistent one, so at a reload a runtime
+//! value holds over a persistent one; and a persistent setting removes its keys from the
+//! runtime drop-in, so the newest setting of each key is the one that holds, whichever kind it
+//! was. Without the runtime directory (a reboot) the persistent values are back.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::executor::Manager;
-use super::request::{FileChange, LimitValue, RequestError, Usage};
+use super::request::{
+    FileChange, LimitValue, LogAccess, LogReader, LogReply, RequestError, Usage, check_limit_pairs,
+    log_access,
+};
+use crate::bounds::{MAX_IO_MAX_ENTRIES, MAX_LOG_LINES};
 use crate::cgroup::{Cgroup, effective_limits};
-use crate::limits::{RawValue, Resources};
+use crate::limits::Resources;
 use crate::unit::{LoadState, UnitName};
 
 /// Configured limits, effective limits (key, value, binding unit), usage, freezer state.
@@ -25,15 +38,26 @@ pub(super) type LimitProperties = (
 
 /// How long `Freeze`/`Thaw` wait for the kernel to report the new state.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The file live limit changes are persisted in.
+/// Cgroups read for a unit's processes at most (a delegated unit's tree is its manager's to
+/// grow).
+const PROCESS_CGROUPS_READ: usize = 4096;
+/// The drop-in persistent live limit changes are kept in (in the first unit directory).
 pub const LIMITS_DROPIN: &str = "50-limits.toml";
+/// The drop-in runtime-only limit changes are kept in (in `RUNTIME/units`): after
+/// [`LIMITS_DROPIN`] in merge order, and never masked by it (see the module doc).
+pub const RUNTIME_LIMITS_DROPIN: &str = "50-runtime-limits.toml";
 
 impl Manager {
     /// The unit's cgroup, if it exists now (the unit or something in it runs).
     pub(super) fn live_cgroup(&self, name: &UnitName) -> Option<Cgroup> {
-        let unit = self.units.get(name)?;
-        let cg = Cgroup::new(self.tree.root().join(unit.cgroup_path()));
-        (cg.exists() && !name.is_root_slice()).then_some(cg)
+        self.live_cgroup_path(name)
+            .map(|rel| Cgroup::new(self.tree.root().join(rel)))
+    }
+
+    /// The unit's cgroup path below the tree's root, if that cgroup exists now.
+    fn live_cgroup_path(&self, name: &UnitName) -> Option<PathBuf> {
+        let rel = self.units.get(name)?.cgroup_path();
+        (!name.is_root_slice() && self.tree.root().join(&rel).is_dir()).then_some(rel)
     }
 
     fn running_cgroup(&self, name: &UnitName) -> Result<Cgroup, RequestError> {
@@ -47,29 +71,40 @@ impl Manager {
     pub(super) fn kill_unit(&self, name: &UnitName, signal: i32) -> Result<(), RequestError> {
         nix::sys::signal::Signal::try_from(signal)
             .map_err(|_| RequestError::InvalidUnit(format!("{signal} is not a signal")))?;
-        let cg = self.running_cgroup(name)?;
-        for pid in cg
-            .procs()
-            .map_err(|e| RequestError::JobFailed(e.to_string()))?
-        {
-            // ESRCH: it exited meanwhile.
-            let _ = crate::process::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
-        }
+        self.running_cgroup(name)?;
+        // Every process of its cgroup subtree (a delegated unit's init.scope and below), each
+        // through a pidfd.
+        self.signal_unit(name, signal);
         Ok(())
     }
 
-    pub(super) fn freeze_unit(&self, name: &UnitName, freeze: bool) -> Result<(), RequestError> {
-        let cg = self.running_cgroup(name)?;
-        let r = if freeze {
-            cg.freeze(FREEZE_TIMEOUT)
-        } else {
-            cg.thaw(FREEZE_TIMEOUT)
+    /// Freezes or thaws the unit's cgroup and replies once the kernel reports it done — from a
+    /// blocking thread: the wait (up to [`FREEZE_TIMEOUT`]) is the kernel's, not the loop's.
+    pub(super) fn freeze_unit(
+        &self,
+        name: &UnitName,
+        freeze: bool,
+        reply: tokio::sync::oneshot::Sender<Result<(), RequestError>>,
+    ) {
+        let cg = match self.running_cgroup(name) {
+            Ok(cg) => cg,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
-        r.map_err(|e| RequestError::JobFailed(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            let r = if freeze {
+                cg.freeze(FREEZE_TIMEOUT)
+            } else {
+                cg.thaw(FREEZE_TIMEOUT)
+            };
+            let _ = reply.send(r.map_err(|e| RequestError::JobFailed(e.to_string())));
+        });
     }
 
     /// The unit's limits now and with `limits` applied, validated.
-    fn limits_after(
+    pub(super) fn limits_after(
         &self,
         name: &UnitName,
         limits: &[(String, LimitValue)],
@@ -91,18 +126,20 @@ impl Manager {
         if limits.is_empty() {
             return Err(RequestError::InvalidLimit("no limit given".into()));
         }
+        check_limit_pairs(limits)?;
         let old = unit.resources.clone();
-        let mut new = old.clone();
-        for (key, value) in limits {
-            let raw = match value {
-                LimitValue::Str(s) => RawValue::Str(s),
-                LimitValue::Int(i) => RawValue::Int(*i),
-            };
-            new.set(key, raw)
-                .map_err(|e| RequestError::InvalidLimit(e.to_string()))?;
+        let changes = limits
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.raw()));
+        let new = old
+            .with_changes(changes)
+            .map_err(|e| RequestError::InvalidLimit(e.to_string()))?;
+        if new.io_max.len() > MAX_IO_MAX_ENTRIES {
+            return Err(RequestError::InvalidLimit(format!(
+                "io-max: {name} would have {} devices; at most {MAX_IO_MAX_ENTRIES} are kept",
+                new.io_max.len()
+            )));
         }
-        new.validate()
-            .map_err(|e| RequestError::InvalidLimit(format!("cpu-max: {e}")))?;
         Ok((old, new))
     }
 
@@ -112,14 +149,9 @@ impl Manager {
         limits: &[(String, LimitValue)],
     ) -> Result<Vec<FileChange>, RequestError> {
         let (old, new) = self.limits_after(name, limits)?;
-        let Some(_) = self.live_cgroup(name) else {
+        let Some(rel) = self.live_cgroup_path(name) else {
             return Ok(Vec::new());
         };
-        let rel = self
-            .units
-            .get(name)
-            .map(|u| u.cgroup_path())
-            .unwrap_or_default();
         let diff = self
             .tree
             .diff(&rel, &old, &new, &self.host)
@@ -144,32 +176,45 @@ impl Manager {
         runtime: bool,
     ) -> Result<(), RequestError> {
         let (old, new) = self.limits_after(name, limits)?;
-        if self.live_cgroup(name).is_some() {
-            let rel = self
-                .units
-                .get(name)
-                .map(|u| u.cgroup_path())
-                .unwrap_or_default();
-            let diff = self
-                .tree
-                .update(&rel, &old, &new, &self.host)
-                .map_err(|e| RequestError::InvalidLimit(e.to_string()))?;
-            for w in diff.warnings {
-                tracing::warn!(unit = %name, "{w}");
-            }
-            for c in &diff.changes {
-                tracing::info!(unit = %name, "{c}");
-            }
-        }
+        self.write_live_limits(name, &old, &new)?;
         self.persist_limits(name, limits, &new, runtime)?;
-        if let Some(LoadState::Loaded(u)) = self.units.units.get_mut(name).map(|e| &mut e.state) {
-            u.resources = new;
+        self.keep_limits(name, new);
+        Ok(())
+    }
+
+    /// Writes the difference between `old` and `new` to the unit's cgroup, if it is live.
+    pub(super) fn write_live_limits(
+        &mut self,
+        name: &UnitName,
+        old: &Resources,
+        new: &Resources,
+    ) -> Result<(), RequestError> {
+        let Some(rel) = self.live_cgroup_path(name) else {
+            return Ok(());
+        };
+        let diff = self
+            .tree
+            .update(&rel, old, new, &self.host)
+            .map_err(|e| RequestError::InvalidLimit(e.to_string()))?;
+        for w in diff.warnings {
+            tracing::warn!(unit = %name, "{w}");
+        }
+        for c in &diff.changes {
+            tracing::info!(unit = %name, "{c}");
         }
         Ok(())
     }
 
-    /// Writes the changed keys into the unit's `50-limits.toml` drop-in, keeping what the
-    /// file already held.
+    /// The unit's limits are `new` from now on.
+    pub(super) fn keep_limits(&mut self, name: &UnitName, new: Resources) {
+        if let Some(LoadState::Loaded(u)) = self.units.units.get_mut(name).map(|e| &mut e.state) {
+            u.resources = new;
+        }
+    }
+
+    /// Writes the changed keys into the unit's limits drop-in — the runtime one or the
+    /// persistent one — keeping what the file already held; a persistent change also takes
+    /// its keys out of the runtime drop-in (see the module doc).
     fn persist_limits(
         &self,
         name: &UnitName,
@@ -177,67 +222,95 @@ impl Manager {
         new: &Resources,
         runtime: bool,
     ) -> Result<(), RequestError> {
-        let dir = if runtime {
-            self.paths.runtime_dir.join("units")
+        let runtime_file = self
+            .paths
+            .runtime_dir
+            .join("units")
+            .join(format!("{name}.d"))
+            .join(RUNTIME_LIMITS_DROPIN);
+        let file = if runtime {
+            runtime_file.clone()
         } else {
             self.paths
                 .unit_dirs
                 .first()
                 .cloned()
                 .unwrap_or_else(|| PathBuf::from("/etc/corral/units"))
+                .join(format!("{name}.d"))
+                .join(LIMITS_DROPIN)
         };
-        let file = dir.join(format!("{name}.d")).join(LIMITS_DROPIN);
-        let mut doc: toml::Table = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or_default();
-        let res = doc
-            .entry("resources")
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let Some(res) = res.as_table_mut() else {
-            return Err(RequestError::InvalidLimit(format!(
-                "{}: [resources] is not a table",
-                file.display()
-            )));
-        };
-        let pairs = new.to_pairs();
-        for (key, _) in limits {
-            let value = if key == "io-max" {
-                let entries = new
-                    .io_max
-                    .iter()
-                    .map(|io| {
-                        let mut t = toml::Table::new();
-                        t.insert("device".into(), io.device.display().to_string().into());
-                        for f in crate::limits::IO_MAX_FIELDS {
-                            if let Some(v) = io.field(f) {
-                                t.insert(f.into(), toml::Value::Integer(v as i64));
-                            }
-                        }
-                        toml::Value::Table(t)
-                    })
-                    .collect();
-                toml::Value::Array(entries)
-            } else {
-                let v = pairs
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
-                toml::Value::String(v)
-            };
-            res.insert(key.clone(), value);
-        }
-        let text = format!(
-            "# Written by corrald for SetUnitLimits / corralctl limit.\n{}",
-            toml::to_string(&doc).unwrap_or_default()
-        );
-        super::admin::write_file(&file, &text).map_err(|e| {
+        // Each key once: a call with many io-max entries writes the device list once.
+        let keys: std::collections::BTreeSet<&str> =
+            limits.iter().map(|(k, _)| k.as_str()).collect();
+        let failed = |file: &std::path::Path, e: std::io::Error| {
             RequestError::JobFailed(format!(
                 "the limits apply now but were not saved: {}: {e}",
                 file.display()
             ))
-        })
+        };
+        let mut doc = read_dropin(&file);
+        set_in_dropin(&mut doc, &file, keys.iter().copied(), new)?;
+        write_dropin(&file, &doc).map_err(|e| failed(&file, e))?;
+        if !runtime && runtime_file.exists() {
+            let mut doc = read_dropin(&runtime_file);
+            let res = resources_table(&mut doc, &runtime_file)?;
+            let before = res.len();
+            res.retain(|k, _| !keys.contains(k));
+            if res.len() != before {
+                let emptied = res.is_empty() && doc.len() == 1;
+                let done = if emptied {
+                    std::fs::remove_file(&runtime_file)
+                } else {
+                    write_dropin(&runtime_file, &doc)
+                };
+                done.map_err(|e| failed(&runtime_file, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `GetLog`: the last `lines` lines of the unit's log, for the privileged uid (`reader`
+    /// `None`) or, if it is the unit's user, for `reader` ([`log_access`]).
+    pub(super) fn unit_log(
+        &self,
+        name: &UnitName,
+        lines: u32,
+        reader: Option<&LogReader>,
+    ) -> Result<LogReply, RequestError> {
+        let entry = self
+            .units
+            .units
+            .get(name)
+            .ok_or_else(|| RequestError::NoSuchUnit(name.clone()))?;
+        if lines > MAX_LOG_LINES {
+            return Err(RequestError::InvalidLimit(format!(
+                "{lines} log lines asked; at most {MAX_LOG_LINES}"
+            )));
+        }
+        if let Some(reader) = reader {
+            let user = entry
+                .unit()
+                .and_then(|u| u.service.as_ref())
+                .and_then(|s| s.user.as_ref());
+            // A unit without `user` runs as the daemon does (root, or the user in user mode).
+            let own_uid = nix::unistd::geteuid().as_raw();
+            match log_access(user, own_uid, reader) {
+                LogAccess::Allowed => {}
+                LogAccess::Resolve(user) => return Ok(LogReply::Resolve(user)),
+                LogAccess::Denied(runs_as) => {
+                    return Ok(LogReply::Denied(format!(
+                        "the log of {name} is for the privileged uid and {name}'s own user \
+                         ({runs_as}) only; the caller is uid {}",
+                        reader.uid
+                    )));
+                }
+            }
+        }
+        Ok(LogReply::Lines(super::logs::tail(
+            &self.paths.log_dir,
+            name.as_str(),
+            lines as usize,
+        )))
     }
 
     pub(super) fn processes(&self, name: &UnitName) -> Result<Vec<(u32, String)>, RequestError> {
@@ -249,7 +322,15 @@ impl Manager {
             };
         };
         let mut out = Vec::new();
-        for pid in cg.procs().unwrap_or_default() {
+        // A service's or scope's whole subtree: a delegated unit's processes live below its
+        // own cgroup (crun moves a container into `<scope>/container`). A slice's own cgroup
+        // holds none: its units show theirs.
+        let pids = if name.kind() == crate::unit::Kind::Slice {
+            cg.procs().unwrap_or_default()
+        } else {
+            cg.procs_below(PROCESS_CGROUPS_READ)
+        };
+        for pid in pids {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|b| {
                     String::from_utf8_lossy(&b)
@@ -283,30 +364,144 @@ impl Manager {
         let refs: Vec<(&str, &Resources)> = chain.iter().map(|(n, r)| (n.as_str(), r)).collect();
         let effective = effective_limits(&refs, self.host.ram_bytes).to_pairs();
         let (usage, frozen) = match self.live_cgroup(name).filter(|_| usage) {
-            Some(cg) => {
-                let s = cg.stats();
-                let p = |x: Option<crate::cgroup::stats::Pressure>| {
-                    x.map_or((0.0, 0.0, 0.0), |p| (p.avg10, p.avg60, p.avg300))
-                };
-                let usage = Usage {
-                    memory_current: s.memory_current.unwrap_or(u64::MAX),
-                    memory_peak: s.memory_peak.unwrap_or(u64::MAX),
-                    cpu_usage_nsec: s
-                        .cpu
-                        .map_or(u64::MAX, |c| c.usage_usec.saturating_mul(1000)),
-                    tasks_current: s.pids_current.unwrap_or(u64::MAX),
-                    io_read_bytes: s.io.map_or(u64::MAX, |i| i.rbytes),
-                    io_write_bytes: s.io.map_or(u64::MAX, |i| i.wbytes),
-                    oom_kills: s.oom_kills().unwrap_or(u64::MAX),
-                    cpu_pressure: p(s.cpu_pressure),
-                    memory_pressure: p(s.memory_pressure),
-                    io_pressure: p(s.io_pressure),
-                };
-                (usage, cg.events().is_ok_and(|e| e.frozen))
-            }
+            Some(cg) => (
+                super::executor::usage_of(&cg),
+                cg.events().is_ok_and(|e| e.frozen),
+            ),
+            // A stopped unit shows what its cgroup showed last.
+            None if usage => (
+                self.last_usage.get(name).cloned().unwrap_or_default(),
+                false,
+            ),
             None => (Usage::default(), false),
         };
         let freezer = if frozen { "frozen" } else { "running" };
         (limits, effective, usage, freezer.to_string())
+    }
+}
+
+/// A limits drop-in's table (empty when the file is missing or not TOML: it is corrald's own,
+/// and rewritten whole).
+fn read_dropin(file: &std::path::Path) -> toml::Table {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The `[resources]` table of a limits drop-in, made when missing.
+fn resources_table<'a>(
+    doc: &'a mut toml::Table,
+    file: &std::path::Path,
+) -> Result<&'a mut toml::Table, RequestError> {
+    doc.entry("resources")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| {
+            RequestError::InvalidLimit(format!("{}: [resources] is not a table", file.display()))
+        })
+}
+
+/// Sets `keys` in a limits drop-in's `[resources]` to their values in `new` (io-max values
+/// beyond 2^63 as strings: a TOML integer can't hold them). Loading the drop-in over the unit
+/// gives `new`'s values of those keys.
+fn set_in_dropin<'k>(
+    doc: &mut toml::Table,
+    file: &std::path::Path,
+    keys: impl IntoIterator<Item = &'k str>,
+    new: &Resources,
+) -> Result<(), RequestError> {
+    new.write_toml(keys, resources_table(doc, file)?);
+    Ok(())
+}
+
+/// The text of a limits drop-in.
+fn dropin_text(doc: &toml::Table) -> String {
+    format!(
+        "# Written by corrald for SetUnitLimits / corralctl limit.\n{}",
+        toml::to_string(doc).unwrap_or_default()
+    )
+}
+
+/// Writes a limits drop-in (0644 whatever the umask).
+fn write_dropin(file: &std::path::Path, doc: &toml::Table) -> std::io::Result<()> {
+    crate::files::write_file(file, dropin_text(doc), crate::files::DROPIN_MODE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::RawValue::Str;
+    use crate::unit::parse_unit_sources;
+
+    /// A service with `base` as its `[resources]`, loaded with the drop-in `dropin` over it.
+    fn load_with(base: &str, dropin: &str) -> Resources {
+        let name = UnitName::parse("io.service").unwrap();
+        let sources = vec![
+            (
+                PathBuf::from("io.service.toml"),
+                format!("[service]\nexec = [\"/bin/true\"]\n[resources]\n{base}"),
+            ),
+            (PathBuf::from("io.service.d/50-limits.toml"), dropin.into()),
+        ];
+        match parse_unit_sources(&name, sources) {
+            Ok(u) => u.resources,
+            Err(d) => panic!("{dropin}\n{d:?}"),
+        }
+    }
+
+    /// The drop-in `existing` with `keys` set from `new`, as `persist_limits` writes it.
+    fn limits_dropin<'k>(
+        existing: &str,
+        keys: impl IntoIterator<Item = &'k str>,
+        new: &Resources,
+    ) -> Result<String, RequestError> {
+        let mut doc = existing.parse().unwrap_or_default();
+        set_in_dropin(&mut doc, std::path::Path::new("50-limits.toml"), keys, new)?;
+        Ok(dropin_text(&doc))
+    }
+
+    #[test]
+    fn io_max_beyond_i64_round_trips_through_the_dropin() {
+        // 2^63 and more: a TOML integer can't hold them (they were written as -1, and the unit
+        // no longer loaded); the kernel's io.max takes any u64.
+        let base = "memory-max = \"1G\"\n";
+        let old = load_with(base, "");
+        let changes = [
+            (
+                "io-max",
+                Str("/dev/vda rbps=18446744073709551615 wbps=16777215T riops=9223372036854775808"),
+            ),
+            ("io-max", Str("/dev/vdb wiops=18446744073709551615")),
+            ("pids-max", Str("18446744073709551615")),
+        ];
+        let new = old.with_changes(changes).unwrap();
+        assert_eq!(new.io_max[0].rbps, Some(u64::MAX));
+        assert_eq!(new.io_max[0].riops, Some(1 << 63));
+        let keys = changes.iter().map(|(k, _)| *k);
+        let text = limits_dropin("", keys, &new).unwrap();
+        assert!(!text.contains("-1"), "{text}");
+        assert_eq!(load_with(base, &text), new, "{text}");
+
+        // Over an earlier drop-in with integers (as corrald wrote them before), which keeps
+        // its other keys.
+        let earlier = "[resources]\ncpu-weight = \"50\"\nio-max = [{ device = \"/dev/vdc\", riops = 2000 }]\n";
+        let before = load_with(base, earlier);
+        let new = before.with_changes([changes[0]]).unwrap();
+        let text = limits_dropin(earlier, ["io-max"], &new).unwrap();
+        let loaded = load_with(base, &text);
+        assert_eq!(loaded, new, "{text}");
+        assert_eq!(loaded.io_max.len(), 2);
+        assert_eq!(
+            loaded.cpu_weight.map(|w| w.to_string()).as_deref(),
+            Some("50")
+        );
+
+        let err = limits_dropin("resources = 3\n", ["pids-max"], &new).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            RequestError::InvalidLimit("50-limits.toml: [resources] is not a table".into())
+                .to_string()
+        );
     }
 }

@@ -28,6 +28,8 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::bounds::{MAX_LOG_LINES, MAX_LOG_TAIL_BYTES};
+
 /// A log file is rotated when it grows past this.
 pub const MAX_LOG_BYTES: u64 = 8 << 20;
 /// journald's native socket.
@@ -90,6 +92,9 @@ async fn relay(reader: tokio::net::unix::pipe::Receiver, path: PathBuf, unit: &s
     // Opened with the first output (see the module docs).
     let mut out: Option<(LogFile, Option<Journal>)> = None;
     let mut partial: Vec<u8> = Vec::new();
+    // Writes that failed in a row (a full disk): said once when it starts and once when it
+    // ends, not once per read of a service that keeps writing.
+    let mut failed_writes: u64 = 0;
     loop {
         if let Err(e) = reader.readable().await {
             tracing::warn!(unit = %unit, "reading service output: {e}");
@@ -107,8 +112,26 @@ async fn relay(reader: tokio::net::unix::pipe::Receiver, path: PathBuf, unit: &s
                     },
                 };
                 let data = buf.get(..n).unwrap_or_default();
-                if let Err(e) = log.write(data) {
-                    tracing::warn!(unit = %unit, "writing {}: {e}", log.path.display());
+                match log.write(data) {
+                    Err(e) => {
+                        if failed_writes == 0 {
+                            tracing::warn!(
+                                unit = %unit,
+                                "writing {}: {e} (output is lost until a write succeeds)",
+                                log.path.display()
+                            );
+                        }
+                        failed_writes += 1;
+                    }
+                    Ok(()) if failed_writes > 0 => {
+                        tracing::info!(
+                            unit = %unit,
+                            "writing {} works again, after {failed_writes} failed writes",
+                            log.path.display()
+                        );
+                        failed_writes = 0;
+                    }
+                    Ok(()) => {}
                 }
                 if let Some(j) = journal {
                     j.send_lines(unit, &mut partial, data);
@@ -161,18 +184,10 @@ struct LogFile {
 }
 
 impl LogFile {
-    /// Opens (creates) the log file; creates its directory when that is missing.
+    /// Opens (creates, 0640 whatever the umask) the log file; creates its directory (0755)
+    /// when that is missing.
     fn open(path: PathBuf) -> std::io::Result<Self> {
-        let open = || OpenOptions::new().create(true).append(true).open(&path);
-        let file = match open() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                open()?
-            }
-            other => other?,
-        };
+        let file = crate::files::open_append(&path, crate::files::LOG_MODE)?;
         let size = file.metadata()?.len();
         Ok(LogFile { path, file, size })
     }
@@ -234,40 +249,66 @@ impl Journal {
 }
 
 /// The last `n` lines of a unit's log (for `GetUnitLog` and `status`), read from the end of
-/// the file: a few KiB for a few lines however long the log is. Bytes that are not UTF-8 are
-/// shown as U+FFFD rather than hiding the log.
+/// the file: a few KiB for a few lines however long the log is. Bounded and linear in what it
+/// returns: at most [`MAX_LOG_LINES`] lines from the last [`MAX_LOG_TAIL_BYTES`] of the file,
+/// each byte read and scanned once. A line cut by that byte bound is shown from `…`. Bytes
+/// that are not UTF-8 are shown as U+FFFD rather than hiding the log. The file is opened
+/// without following a symlink and without waiting (it is never a FIFO of ours, but the
+/// daemon must not hang on one).
 pub fn tail(dir: &Path, unit: &str, n: usize) -> Vec<String> {
+    use std::os::unix::fs::OpenOptionsExt;
     const CHUNK: u64 = 16 << 10;
-    let Ok(mut file) = File::open(log_path(dir, unit)) else {
+    let n = n.min(MAX_LOG_LINES as usize);
+    if n == 0 {
+        return Vec::new();
+    }
+    let Ok(mut file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(log_path(dir, unit))
+    else {
         return Vec::new();
     };
-    let Ok(len) = file.metadata().map(|m| m.len()) else {
+    let Ok(meta) = file.metadata() else {
         return Vec::new();
     };
-    // Read backwards until the buffer holds n full lines (n + 1 newlines, counting the one
-    // that ends the last line) or the whole file.
+    if !meta.is_file() {
+        return Vec::new();
+    }
+    let len = meta.len();
+    let floor = len.saturating_sub(MAX_LOG_TAIL_BYTES);
+    // Chunks from the end backwards, until they hold n full lines (n + 1 newlines, counting
+    // the one that ends the last line), the byte bound or the whole file.
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut newlines = 0;
     let mut start = len;
-    let mut buf: Vec<u8> = Vec::new();
-    while start > 0 && buf.iter().filter(|b| **b == b'\n').count() <= n {
-        let from = start.saturating_sub(CHUNK);
+    while start > floor && newlines <= n {
+        let from = start.saturating_sub(CHUNK).max(floor);
         let mut chunk = vec![0u8; (start - from) as usize];
         if file.seek(SeekFrom::Start(from)).is_err() || file.read_exact(&mut chunk).is_err() {
             return Vec::new();
         }
-        chunk.extend_from_slice(&buf);
-        buf = chunk;
+        newlines += chunk.iter().filter(|b| **b == b'\n').count();
+        chunks.push(chunk);
         start = from;
     }
+    let buf: Vec<u8> = chunks.into_iter().rev().flatten().collect();
     let text = String::from_utf8_lossy(&buf);
     let mut lines: Vec<&str> = text.lines().collect();
-    // A line cut by where reading began is not shown.
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0);
+    let cut = start > 0 && !lines.is_empty();
+    let skip = lines.len().saturating_sub(n);
+    if skip > 0 {
+        // Enough whole lines: the one cut by where reading began is among those left out.
+        lines.drain(..skip);
+        return lines.iter().map(|l| l.to_string()).collect();
     }
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| l.to_string())
-        .collect()
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    if cut && let Some(first) = out.first_mut() {
+        // Fewer lines than asked in the bytes allowed: the first one is the end of a longer
+        // line (a line cut by where reading began, when the whole file was read, is a line).
+        first.insert(0, '…');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -307,16 +348,54 @@ mod tests {
             tail(dir.path(), "t.service", 3),
             ["line 19998", "line 19999", "partial"]
         );
+        // More lines than the bound: the last MAX_LOG_LINES.
         let all = tail(dir.path(), "t.service", 100_000);
-        assert_eq!(all.len(), 20_001);
-        assert_eq!(all[0], "line 0");
+        assert_eq!(all.len(), MAX_LOG_LINES as usize);
+        assert_eq!(all[0], format!("line {}", 20_000 - MAX_LOG_LINES + 1));
+        let all = tail(dir.path(), "t.service", 20_001);
         assert!(tail(dir.path(), "t.service", 0).is_empty());
+        let _ = all;
+        let few: String = (0..3).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(log_path(dir.path(), "f.service"), &few).unwrap();
+        assert_eq!(
+            tail(dir.path(), "f.service", 100),
+            ["line 0", "line 1", "line 2"]
+        );
         // Not UTF-8: shown, not hidden.
         std::fs::write(log_path(dir.path(), "b.service"), b"ok\n\xff\xfe bad\n").unwrap();
         assert_eq!(
             tail(dir.path(), "b.service", 5),
             ["ok", "\u{fffd}\u{fffd} bad"]
         );
+    }
+
+    /// A log of one line longer than the byte bound: its end is shown, cut and marked, and
+    /// no more than the bound is read.
+    #[test]
+    fn tail_reads_at_most_its_byte_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = "x".repeat(3 * MAX_LOG_TAIL_BYTES as usize);
+        text.push_str("end\nlast\n");
+        std::fs::write(log_path(dir.path(), "long.service"), &text).unwrap();
+        let got = tail(dir.path(), "long.service", 5);
+        assert_eq!(got.len(), 2);
+        assert!(
+            got[0].starts_with('…') && got[0].ends_with("xend"),
+            "{}",
+            &got[0][..10]
+        );
+        assert!(got[0].len() <= MAX_LOG_TAIL_BYTES as usize + '…'.len_utf8());
+        assert_eq!(got[1], "last");
+        // Many short lines beyond the byte bound: only whole lines from inside it.
+        let lines: String = (0..300_000).map(|i| format!("{i:07}\n")).collect();
+        std::fs::write(log_path(dir.path(), "many.service"), &lines).unwrap();
+        let got = tail(dir.path(), "many.service", MAX_LOG_LINES as usize);
+        assert_eq!(got.len(), MAX_LOG_LINES as usize);
+        assert_eq!(got.last().map(String::as_str), Some("0299999"));
+        // Not a regular file (a FIFO): nothing, at once.
+        let fifo = log_path(dir.path(), "fifo.service");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(tail(dir.path(), "fifo.service", 5).is_empty());
     }
 
     #[tokio::test]

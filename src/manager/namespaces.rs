@@ -2,7 +2,9 @@
 //! takes: [`process::Namespaces`] and the credentials the service runs with *inside* them.
 //!
 //! The executor calls [`apply`] once per spawn, after it has resolved `user`/`group` into
-//! `spec.credentials` and before `process::spawn`:
+//! `spec.credentials` and before `process::spawn`; it also sets the service's privileges
+//! ([`privileges`]: `no-new-privileges`, `capabilities`, `ambient-capabilities`), which belong
+//! with the credentials they are applied around:
 //!
 //! ```ignore
 //! namespaces::apply(&mut spec, svc, |u| self.states.get(u).and_then(|s| s.main_pid))
@@ -57,14 +59,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::process::{self, ClockOffset, Credentials, IdMap, MountSetup, SpawnSpec};
-use crate::unit::{NsMode, Propagation, Service, UnitName};
+use crate::unit::{NsKind, NsMode, Propagation, Service, UnitName};
 
 /// `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)` from `linux/nsfs.h` (4.11+): the `CLONE_NEW*` type of a
 /// namespace file.
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-
-/// `CLONE_NEWTIME` (5.6+); not in every libc crate version.
-const CLONE_NEWTIME: libc::c_int = 0x80;
 
 /// Why a service's namespaces could not be prepared. Messages name the unit-file key.
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +161,20 @@ pub fn apply(
     let iso = for_service(svc, spec.credentials.clone(), main_pid_of)?;
     spec.namespaces = iso.namespaces;
     spec.credentials = iso.credentials;
+    spec.privileges = privileges(svc);
     Ok(())
+}
+
+/// The service's `no-new-privileges`, `capabilities` and `ambient-capabilities` (DESIGN §2), for
+/// its main process and its control commands alike, as systemd applies them to every `Exec*=`.
+/// They are taken relative to the namespaces the process ends up in: with a user namespace,
+/// the bounding and ambient sets are those of root (or the service's user) inside it.
+pub fn privileges(svc: &Service) -> process::Privileges {
+    process::Privileges {
+        no_new_privs: svc.no_new_privileges,
+        bounding: svc.capabilities,
+        ambient: svc.ambient_capabilities,
+    }
 }
 
 /// The process-level namespaces of a service and its credentials inside them; see [`apply`]
@@ -176,13 +188,13 @@ pub fn for_service(
     main_pid_of: impl Fn(&UnitName) -> Option<u32>,
 ) -> Result<Isolation, NamespaceError> {
     let u = &svc.namespaces;
-    let mode = |kind: Kind, m: &Option<NsMode>| -> Result<process::NsMode, NamespaceError> {
-        Ok(match m {
+    let mode = |kind: NsKind| -> Result<process::NsMode, NamespaceError> {
+        Ok(match u.get(kind) {
             None => process::NsMode::Host,
             Some(NsMode::New) => process::NsMode::New,
             Some(NsMode::Share(owner)) => {
                 let pid = main_pid_of(owner).ok_or_else(|| NamespaceError::OwnerNotRunning {
-                    kind: kind.key,
+                    kind: kind.name(),
                     owner: owner.clone(),
                 })?;
                 process::NsMode::Join(open_owner(kind, owner, pid)?)
@@ -191,14 +203,6 @@ pub fn for_service(
         })
     };
     let mut ns = process::Namespaces {
-        pid: mode(PID, &u.pid)?,
-        net: mode(NET, &u.net)?,
-        mount: mode(MOUNT, &u.mount)?,
-        uts: mode(UTS, &u.uts)?,
-        ipc: mode(IPC, &u.ipc)?,
-        user: mode(USER, &u.user)?,
-        cgroup: mode(CGROUP, &u.cgroup)?,
-        time: mode(TIME, &u.time)?,
         monotonic_offset: ClockOffset::from_nanos(u.monotonic_offset),
         boottime_offset: ClockOffset::from_nanos(u.boottime_offset),
         hostname: u.hostname.clone(),
@@ -228,6 +232,9 @@ pub fn for_service(
         },
         ..process::Namespaces::default()
     };
+    for kind in NsKind::ALL {
+        *ns.get_mut(kind) = mode(kind)?;
+    }
 
     let credentials = match &u.user {
         None => outside,
@@ -259,7 +266,7 @@ pub fn for_service(
             Some(c) => {
                 // `mode` found the owner running a moment ago; read its maps the same way.
                 let pid = main_pid_of(owner).ok_or_else(|| NamespaceError::OwnerNotRunning {
-                    kind: USER.key,
+                    kind: NsKind::User.name(),
                     owner: owner.clone(),
                 })?;
                 let context = || format!("[namespaces] user = \"{owner}\"");
@@ -291,6 +298,7 @@ pub fn apply_control(
     };
     spec.namespaces = iso.namespaces;
     spec.credentials = iso.credentials;
+    spec.privileges = privileges(svc);
     Ok(())
 }
 
@@ -302,29 +310,18 @@ pub fn for_control(
     main_pid: u32,
 ) -> Result<Isolation, NamespaceError> {
     let u = &svc.namespaces;
-    let join = |kind: Kind, m: &Option<NsMode>| -> Result<process::NsMode, NamespaceError> {
-        if m.is_none() {
-            return Ok(process::NsMode::Host);
+    let mut ns = process::Namespaces::default();
+    for kind in NsKind::ALL {
+        if u.get(kind).is_none() {
+            continue;
         }
-        open_ns(kind, main_pid)
-            .map(process::NsMode::Join)
-            .map_err(|(path, source)| NamespaceError::OpenMain {
-                kind: kind.key,
-                path,
-                source,
-            })
-    };
-    let ns = process::Namespaces {
-        pid: join(PID, &u.pid)?,
-        net: join(NET, &u.net)?,
-        mount: join(MOUNT, &u.mount)?,
-        uts: join(UTS, &u.uts)?,
-        ipc: join(IPC, &u.ipc)?,
-        user: join(USER, &u.user)?,
-        cgroup: join(CGROUP, &u.cgroup)?,
-        time: join(TIME, &u.time)?,
-        ..process::Namespaces::default()
-    };
+        let fd = open_ns(kind, main_pid).map_err(|(path, source)| NamespaceError::OpenMain {
+            kind: kind.name(),
+            path,
+            source,
+        })?;
+        *ns.get_mut(kind) = process::NsMode::Join(fd);
+    }
     let credentials = match (&u.user, outside) {
         (None, outside) => outside,
         (Some(_), None) => Some(root_inside()),
@@ -341,84 +338,33 @@ pub fn for_control(
     })
 }
 
-/// A namespace kind: its unit-file key, its `/proc/PID/ns` name and its `CLONE_NEW*` flag.
-#[derive(Debug, Clone, Copy)]
-struct Kind {
-    key: &'static str,
-    proc_name: &'static str,
-    flag: libc::c_int,
-}
-
-const PID: Kind = Kind {
-    key: "pid",
-    proc_name: "pid",
-    flag: libc::CLONE_NEWPID,
-};
-const NET: Kind = Kind {
-    key: "net",
-    proc_name: "net",
-    flag: libc::CLONE_NEWNET,
-};
-const MOUNT: Kind = Kind {
-    key: "mount",
-    proc_name: "mnt",
-    flag: libc::CLONE_NEWNS,
-};
-const UTS: Kind = Kind {
-    key: "uts",
-    proc_name: "uts",
-    flag: libc::CLONE_NEWUTS,
-};
-const IPC: Kind = Kind {
-    key: "ipc",
-    proc_name: "ipc",
-    flag: libc::CLONE_NEWIPC,
-};
-const USER: Kind = Kind {
-    key: "user",
-    proc_name: "user",
-    flag: libc::CLONE_NEWUSER,
-};
-const CGROUP: Kind = Kind {
-    key: "cgroup",
-    proc_name: "cgroup",
-    flag: libc::CLONE_NEWCGROUP,
-};
-const TIME: Kind = Kind {
-    key: "time",
-    // Not `time_for_children`: the owner entered its time namespace itself (process/exec.rs).
-    proc_name: "time",
-    flag: CLONE_NEWTIME,
-};
-const KINDS: [Kind; 8] = [PID, NET, MOUNT, UTS, IPC, USER, CGROUP, TIME];
-
 /// Opens `/proc/PID/ns/KIND` (O_CLOEXEC, std's default: the fd reaches the child through the
 /// plan, not by exec).
-fn open_ns(kind: Kind, pid: u32) -> Result<OwnedFd, (PathBuf, io::Error)> {
-    let path = PathBuf::from(format!("/proc/{pid}/ns/{}", kind.proc_name));
+fn open_ns(kind: NsKind, pid: u32) -> Result<OwnedFd, (PathBuf, io::Error)> {
+    let path = PathBuf::from(format!("/proc/{pid}/ns/{}", kind.proc_name()));
     match File::open(&path) {
         Ok(f) => Ok(f.into()),
         Err(e) => Err((path, e)),
     }
 }
 
-fn open_owner(kind: Kind, owner: &UnitName, pid: u32) -> Result<OwnedFd, NamespaceError> {
+fn open_owner(kind: NsKind, owner: &UnitName, pid: u32) -> Result<OwnedFd, NamespaceError> {
     open_ns(kind, pid).map_err(|(path, source)| NamespaceError::OpenOwner {
-        kind: kind.key,
+        kind: kind.name(),
         owner: owner.clone(),
         path,
         source,
     })
 }
 
-fn open_path(kind: Kind, path: &Path) -> Result<OwnedFd, NamespaceError> {
+fn open_path(kind: NsKind, path: &Path) -> Result<OwnedFd, NamespaceError> {
     let file = File::open(path).map_err(|source| NamespaceError::OpenPath {
-        kind: kind.key,
+        kind: kind.name(),
         path: path.to_path_buf(),
         source,
     })?;
     let wrong = |found: String| NamespaceError::WrongKind {
-        kind: kind.key,
+        kind: kind.name(),
         path: path.to_path_buf(),
         found,
     };
@@ -431,15 +377,9 @@ fn open_path(kind: Kind, path: &Path) -> Result<OwnedFd, NamespaceError> {
             _ => format!("asking its namespace type: {err}"),
         }));
     }
-    if got != kind.flag {
-        let name = KINDS
-            .iter()
-            .find(|k| k.flag == got)
-            .map_or("an unknown", |k| k.key);
-        return Err(wrong(format!(
-            "is {name} namespace, not a {} one",
-            kind.key
-        )));
+    if got != kind.flag() {
+        let name = NsKind::from_flag(got).map_or("an unknown", NsKind::name);
+        return Err(wrong(format!("is {name} namespace, not a {kind} one")));
     }
     Ok(file.into())
 }
@@ -802,6 +742,31 @@ uid-map = [{ inside = 0, outside = 100000, count = 10 }]"#,
         assert!(apply(&mut spec, &svc, |_| nobody()).is_err());
         assert_eq!(spec.credentials, Some(creds(1000, 1000, &[1000])));
         assert!(spec.namespaces.net.is_host());
+    }
+
+    #[test]
+    fn privileges_go_to_the_main_process_and_control_commands() {
+        let name = UnitName::parse("t.service").unwrap();
+        let text = "[service]\nexec = [\"/bin/true\"]\nno-new-privileges = true\n\
+                    capabilities = [\"CAP_NET_BIND_SERVICE\"]\n\
+                    ambient-capabilities = [\"CAP_NET_BIND_SERVICE\"]\n";
+        let unit = parse_unit(&name, Path::new("t.service.toml"), text).unwrap();
+        let svc = unit.service.unwrap();
+        for control in [false, true] {
+            let mut spec = SpawnSpec::new(["/bin/true"]);
+            if control {
+                apply_control(&mut spec, &svc, None, |_| nobody()).unwrap();
+            } else {
+                apply(&mut spec, &svc, |_| nobody()).unwrap();
+            }
+            let p = spec.privileges;
+            assert!(p.no_new_privs);
+            assert_eq!(p.bounding.map(|b| b.bits()), Some(1 << 10));
+            assert_eq!(p.ambient.bits(), 1 << 10);
+        }
+        // Unset: the daemon's bounding set, nothing ambient.
+        let p = privileges(&service(""));
+        assert_eq!(p, process::Privileges::default());
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl NotifySocket {
     /// Binds `path` (a stale socket there is replaced), non-blocking, with credentials passing.
     pub fn bind(path: &Path) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::files::create_dir_all(dir, crate::files::DIR_MODE)?;
         }
         match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -80,9 +80,20 @@ impl NotifySocket {
     /// Every datagram waiting, each with its sender's pid; datagrams without credentials
     /// are dropped.
     pub fn read_all(&self) -> Vec<Message> {
+        self.read_up_to(usize::MAX).0
+    }
+
+    /// As [`NotifySocket::read_all`], at most `max` datagrams; `true` with them when more may
+    /// be waiting.
+    pub fn read_up_to(&self, max: usize) -> (Vec<Message>, bool) {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
+        let mut read = 0;
         loop {
+            if read == max {
+                return (out, true);
+            }
+            read += 1;
             let mut cmsg = nix::cmsg_space!(UnixCredentials);
             let mut iov = [IoSliceMut::new(&mut buf)];
             let msg = match recvmsg::<()>(
@@ -110,7 +121,7 @@ impl NotifySocket {
                 out.push(parse(pid, &String::from_utf8_lossy(&buf[..len])));
             }
         }
-        out
+        (out, false)
     }
 }
 

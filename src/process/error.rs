@@ -45,8 +45,14 @@ pub enum Step {
     Sysctl,
     /// Making `/` private/slave/shared in the new mount namespace.
     Propagation,
+    /// Resolving `root` and binding it onto itself.
+    Root,
     /// A mount: fresh /proc, /tmp, cgroup2, the root's self-bind, a bind (index).
     Mount,
+    /// Resolving a bind source (index: the mount op), no symlink followed.
+    MountSource,
+    /// Resolving a mount target inside the root (index: the mount op), no symlink followed.
+    MountTarget,
     /// Creating the missing target of a bind mount (index).
     BindTarget,
     /// Making a path read-only (index into read-only paths, then binds).
@@ -55,14 +61,23 @@ pub enum Step {
     Chdir,
     /// Putting a descriptor on stdin/stdout/stderr (index: 0, 1, 2).
     Stdio,
+    /// Dropping a capability from the bounding set (index: its number).
+    Bounding,
+    /// `PR_SET_KEEPCAPS`, so that the permitted set survives setuid for the ambient set.
+    KeepCaps,
     Setgroups,
     Setgid,
     Setuid,
+    /// Putting the ambient capabilities into the inheritable set.
+    Inheritable,
+    /// Raising an ambient capability (index: its number).
+    Ambient,
+    NoNewPrivs,
     Exec,
 }
 
 impl Step {
-    const ALL: [Step; 25] = [
+    const ALL: [Step; 33] = [
         Step::JoinCgroup,
         Step::Signals,
         Step::Setsid,
@@ -78,15 +93,23 @@ impl Step {
         Step::Hostname,
         Step::Sysctl,
         Step::Propagation,
+        Step::Root,
         Step::Mount,
+        Step::MountSource,
+        Step::MountTarget,
         Step::BindTarget,
         Step::ReadOnly,
         Step::PivotRoot,
         Step::Chdir,
         Step::Stdio,
+        Step::Bounding,
+        Step::KeepCaps,
         Step::Setgroups,
         Step::Setgid,
         Step::Setuid,
+        Step::Inheritable,
+        Step::Ambient,
+        Step::NoNewPrivs,
         Step::Exec,
     ];
 
@@ -112,15 +135,23 @@ impl Step {
             Step::Hostname => "sethostname",
             Step::Sysctl => "sysctl",
             Step::Propagation => "mount propagation",
+            Step::Root => "root",
             Step::Mount => "mount",
+            Step::MountSource => "bind source",
+            Step::MountTarget => "mount target",
             Step::BindTarget => "creating bind target",
             Step::ReadOnly => "read-only",
             Step::PivotRoot => "pivot_root",
             Step::Chdir => "chdir",
             Step::Stdio => "stdio",
+            Step::Bounding => "dropping from the bounding set",
+            Step::KeepCaps => "keeping capabilities across setuid",
             Step::Setgroups => "setgroups",
             Step::Setgid => "setgid",
             Step::Setuid => "setuid",
+            Step::Inheritable => "setting the inheritable capabilities",
+            Step::Ambient => "raising the ambient capability",
+            Step::NoNewPrivs => "setting no-new-privileges",
             Step::Exec => "exec",
         }
     }
@@ -171,6 +202,9 @@ pub enum SpawnError {
         /// Its exit status, when `spawn` could reap it (not when something else did first).
         status: Option<ExitStatus>,
     },
+    /// A `file:` output was refused (a symlink, a FIFO…) or could not be opened.
+    #[error("{0}")]
+    Output(super::output::OutputRefused),
     /// The child broke the pipe protocol (a short record): a bug, not an OS error.
     #[error("spawn: malformed report from child {pid}")]
     Protocol { pid: Pid },
@@ -184,16 +218,28 @@ impl SpawnError {
             | SpawnError::Clone { errno, .. }
             | SpawnError::IdMap { errno, .. }
             | SpawnError::Exec { errno, .. } => Some(*errno),
+            SpawnError::Output(r) => match r.why {
+                super::output::OutputError::Os(e) => Some(e),
+                _ => None,
+            },
             SpawnError::Invalid(_) | SpawnError::Protocol { .. } => None,
         }
     }
 }
 
 fn exec_message(step: Step, subject: &str, errno: Errno) -> String {
+    // openat2(RESOLVE_NO_SYMLINKS) says ELOOP for a symlink anywhere in the path: say that.
+    let why = match (step, errno) {
+        (Step::Root | Step::MountSource | Step::MountTarget, Errno::ELOOP) => {
+            "the path goes through a symbolic link, which mount setup never follows \
+             (name the real path)"
+        }
+        _ => errno.desc(),
+    };
     if subject.is_empty() {
-        format!("{step}: {}", errno.desc())
+        format!("{step}: {why}")
     } else {
-        format!("{step} {subject}: {}", errno.desc())
+        format!("{step} {subject}: {why}")
     }
 }
 
@@ -230,6 +276,11 @@ mod tests {
         assert_eq!(
             e(Step::Setsid, "", Errno::EPERM).to_string(),
             "setsid: Operation not permitted"
+        );
+        assert_eq!(
+            e(Step::MountTarget, "/etc/x in /srv/r", Errno::ELOOP).to_string(),
+            "mount target /etc/x in /srv/r: the path goes through a symbolic link, which mount \
+             setup never follows (name the real path)"
         );
     }
 }

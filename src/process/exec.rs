@@ -35,19 +35,50 @@
 //!    at 0 before they could be written (EACCES). Done before mounts, while `/proc` is the host's;
 //! 9. `lo` up, hostname, sysctls — also before mounts: `/proc/sys` resolves per the caller's
 //!    namespaces, and after `pivot_root` there may be no `/proc`;
-//! 10. mounts (propagation, root self-bind, /proc, cgroup2 — or a bind of the birth cgroup where
-//!     cgroup2 already is mounted, see [`MountOp::Cgroup2`] —, /tmp, binds, read-only,
-//!     pivot_root);
+//! 10. mounts, by descriptor (see **Mounts** below): `/` made a slave, the root bound onto
+//!     itself, a fresh /proc, cgroup2 — or a bind of the birth cgroup where cgroup2 already is
+//!     mounted, see [`MountOp::Cgroup2`] —, /tmp, binds, read-only paths, pivot_root, and last
+//!     the propagation asked for;
 //! 11. joins layout with a new user namespace: `unshare(CLONE_NEWUSER)`, ask for the maps, wait;
 //! 12. `chdir`, `umask`, stdio, close-on-exec for every other descriptor;
-//! 13. `setgroups` → `setresgid` → `setresuid` (groups and gid while still privileged);
+//! 13. capabilities and credentials, in this order, because each step needs what the next one
+//!     takes away: drop every capability not in `capabilities` from the bounding set
+//!     (`PR_CAPBSET_DROP` needs CAP_SETPCAP: still root); `PR_SET_KEEPCAPS` when ambient
+//!     capabilities are wanted (else setuid to a non-root uid empties the permitted set);
+//!     `setgroups` → `setresgid` → `setresuid` (groups and gid while still privileged); the
+//!     ambient capabilities into the inheritable set (`capset`), then each raised
+//!     (`PR_CAP_AMBIENT_RAISE` needs it permitted, inheritable and in the bounding set);
+//!     `PR_SET_NO_NEW_PRIVS` last (it takes nothing the steps before need). Execve then gives a
+//!     non-root service exactly its ambient set, and root every capability of its bounding set;
 //! 14. `execve`.
+//!
+//! **Mounts** (the class of runc's CVE-2021-30465: a symlink inside a service's root that
+//! points out of it, swapped in by whoever may write the root, redirects a bind mount or a
+//! read-only remount onto the host). Every mount target is resolved inside the root with
+//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)` — a symlink anywhere in the path is refused
+//! (`ELOOP`, "the path goes through a symbolic link"), `..` and absolute names stay inside —
+//! and the mount is attached to that descriptor with the mount API (`open_tree` for a bind,
+//! `fsopen`/`fsmount` for proc, tmpfs, cgroup2; `move_mount` onto the target's descriptor), so
+//! what was checked is what is mounted on: there is no second lookup to race. Read-only is set
+//! on the detached copy before it is attached (`mount_setattr`), so it is never writable in the
+//! namespace. A missing bind target is created one name at a time from the root, with
+//! `mkdirat` or `O_CREAT | O_EXCL | O_NOFOLLOW` (neither follows a symlink) and opened again
+//! without following one. Sources (a path of the daemon's view) and `root` itself are resolved
+//! with `RESOLVE_NO_SYMLINKS` as well: the rule is the same everywhere, "no symlink in a mount
+//! path", and a refused path names itself. The whole setup runs with `/` made a slave first,
+//! so no mount of it ever reaches the host; `propagation` is applied to the service's `/` only
+//! at the end: `shared` then shares the service's own later mounts with the namespaces it
+//! makes (systemd's `MountFlags=shared` does the same), `private` cuts even the host's new
+//! mounts off, `slave` keeps receiving them.
 
+use std::ffi::{CStr, CString};
 use std::mem::{MaybeUninit, size_of};
 use std::os::fd::RawFd;
 
 use super::error::Step;
 use super::plan::{CLONE_NEWTIME, MountOp, Plan, StdioSrc};
+use super::sys;
+use crate::caps::CapSet;
 
 /// What the child tells the parent.
 #[repr(C)]
@@ -84,16 +115,6 @@ pub(super) struct CloneArgs {
     pub set_tid_size: u64,
     pub cgroup: u64,
 }
-
-/// `struct mount_attr` (5.12+).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
 
 /// The descriptors the child works with (numbers valid in the child's copy of the table).
 #[derive(Debug, Clone, Copy)]
@@ -145,10 +166,6 @@ fn check<T: Into<i64>>(rc: T, fds: &ChildFds, step: Step, index: u32) {
     if rc.into() < 0 {
         fail(fds, step, index)
     }
-}
-
-fn opt_ptr(c: &Option<std::ffi::CString>) -> *const libc::c_char {
-    c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
 }
 
 /// Runs the child. Never returns: it execs or `_exit`s.
@@ -231,8 +248,8 @@ pub(super) unsafe fn run(plan: &Plan, fds: &ChildFds, legacy: bool) -> ! {
             libc::close(fd);
         }
 
-        for (i, op) in plan.mounts.iter().enumerate() {
-            mount_op(op, i as u32, fds);
+        if !plan.mounts.is_empty() {
+            mounts(plan, fds);
         }
 
         if plan.late_user {
@@ -256,6 +273,22 @@ pub(super) unsafe fn run(plan: &Plan, fds: &ChildFds, legacy: bool) -> ! {
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
+
+        let privileges = &plan.privileges;
+        if let Some(keep) = privileges.bounding {
+            drop_bounding(keep, fds);
+        }
+        let ambient = !privileges.ambient.is_empty();
+        if ambient {
+            // setresuid from 0 to another uid clears the permitted set unless this is set;
+            // the ambient set can only hold what is permitted (and inheritable).
+            check(
+                libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
+                fds,
+                Step::KeepCaps,
+                0,
+            );
+        }
 
         if let Some(c) = &plan.creds {
             let unprivileged = libc::geteuid() != 0;
@@ -286,8 +319,65 @@ pub(super) unsafe fn run(plan: &Plan, fds: &ChildFds, legacy: bool) -> ! {
             }
         }
 
+        if ambient {
+            raise_ambient(privileges.ambient, privileges.bounding, fds);
+        }
+        if privileges.no_new_privs {
+            check(
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+                fds,
+                Step::NoNewPrivs,
+                0,
+            );
+        }
+
         libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
         fail(fds, Step::Exec, 0)
+    }
+}
+
+/// Drops from the bounding set every capability not in `keep`. Numbers past the kernel's last
+/// capability give EINVAL, which ends the walk. Needs CAP_SETPCAP (the daemon has it as root,
+/// and so has root of a new user namespace).
+unsafe fn drop_bounding(keep: CapSet, fds: &ChildFds) {
+    for cap in 0..64u32 {
+        if keep.has_bit(cap) {
+            continue;
+        }
+        // SAFETY: a prctl with integer arguments.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc < 0 {
+            if errno() == libc::EINVAL {
+                return;
+            }
+            fail(fds, Step::Bounding, cap);
+        }
+    }
+}
+
+/// Raises `ambient` in the ambient set, after the switch to the service's credentials: each
+/// capability must be permitted (kept across setuid by PR_SET_KEEPCAPS) and inheritable (set
+/// here, the permitted and effective sets left as they are), and in the bounding set.
+/// A capability outside the bounding set can't be made inheritable either: it is left out
+/// there, so that the raise fails naming it.
+unsafe fn raise_ambient(ambient: CapSet, bounding: Option<CapSet>, fds: &ChildFds) {
+    let inheritable = ambient.bits() & bounding.map_or(u64::MAX, CapSet::bits);
+    check(sys::set_inheritable(inheritable), fds, Step::Inheritable, 0);
+    for cap in 0..64u32 {
+        if !ambient.has_bit(cap) {
+            continue;
+        }
+        // SAFETY: a prctl with integer arguments.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
+        };
+        check(rc, fds, Step::Ambient, cap);
     }
 }
 
@@ -430,153 +520,333 @@ unsafe fn loopback_up(fds: &ChildFds) {
     );
 }
 
-unsafe fn mount_op(op: &MountOp, i: u32, fds: &ChildFds) {
-    let step = op.step();
-    unsafe {
-        match op {
-            MountOp::Mount {
-                source,
-                target,
-                fstype,
-                flags,
-                data,
-                optional,
-            } => {
-                if *optional && libc::access(target.as_ptr(), libc::F_OK) != 0 {
-                    return;
+/// The directory every mount target is resolved in: `/`, or the service's root once it is
+/// bound onto itself. A descriptor of the child's, closed when the setup is done (and at exec).
+struct Mounter<'f> {
+    fds: &'f ChildFds,
+    root: libc::c_int,
+}
+
+/// `O_PATH` descriptors: they name a place without opening it (no read, no side effect).
+const PATH_FLAGS: u64 = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+/// Every path inside the root: no symlink followed, `..` and absolute names kept inside it.
+const IN_ROOT: u64 = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_SYMLINKS;
+
+impl Mounter<'_> {
+    fn fail(&self, step: Step, i: u32) -> ! {
+        fail(self.fds, step, i)
+    }
+
+    fn check(&self, rc: libc::c_int, step: Step, i: u32) -> libc::c_int {
+        if rc < 0 {
+            self.fail(step, i)
+        }
+        rc
+    }
+
+    /// `openat2(dir, path, O_PATH | extra, resolve)`; -1 and errno on failure.
+    fn open(&self, dir: libc::c_int, path: &CStr, extra: libc::c_int, resolve: u64) -> libc::c_int {
+        let how = sys::OpenHow {
+            flags: PATH_FLAGS | extra as u64,
+            mode: 0,
+            resolve,
+        };
+        // SAFETY: a NUL-terminated path and a valid `open_how`.
+        unsafe { sys::openat2(dir, path.as_ptr(), &how) }
+    }
+
+    /// A target inside the root, which must exist.
+    fn target(&self, path: &CStr, i: u32) -> libc::c_int {
+        let fd = self.open(self.root, path, 0, IN_ROOT);
+        self.check(fd, Step::MountTarget, i)
+    }
+
+    /// A target inside the root, created when missing — each missing directory on the way, and
+    /// the last name as a directory (`dir`) or an empty file — one name at a time from the
+    /// root, never through a symlink (`mkdirat` and `O_CREAT | O_EXCL` don't follow one; the
+    /// name is opened again with `RESOLVE_NO_SYMLINKS` right after).
+    fn create_target(&self, path: &CStr, names: &[CString], dir: bool, i: u32) -> libc::c_int {
+        let fd = self.open(self.root, path, 0, IN_ROOT);
+        if fd >= 0 || errno() != libc::ENOENT {
+            return self.check(fd, Step::MountTarget, i);
+        }
+        let mut cur = self.root;
+        for (n, name) in names.iter().enumerate() {
+            let last = n + 1 == names.len();
+            let mut next = self.open(cur, name, 0, IN_ROOT);
+            if next < 0 && errno() == libc::ENOENT {
+                // SAFETY: a NUL-terminated name relative to a directory descriptor we hold.
+                let rc = unsafe {
+                    if last && !dir {
+                        let f = libc::openat(
+                            cur,
+                            name.as_ptr(),
+                            libc::O_WRONLY
+                                | libc::O_CREAT
+                                | libc::O_EXCL
+                                | libc::O_NOFOLLOW
+                                | libc::O_NOCTTY
+                                | libc::O_CLOEXEC,
+                            0o644 as libc::c_uint,
+                        );
+                        if f >= 0 {
+                            libc::close(f);
+                        }
+                        f
+                    } else {
+                        libc::mkdirat(cur, name.as_ptr(), 0o755)
+                    }
+                };
+                if rc < 0 && errno() != libc::EEXIST {
+                    self.fail(Step::BindTarget, i)
                 }
-                let rc = libc::mount(
-                    opt_ptr(source),
-                    target.as_ptr(),
-                    opt_ptr(fstype),
-                    *flags,
-                    opt_ptr(data).cast(),
+                next = self.open(cur, name, 0, IN_ROOT);
+            }
+            if cur != self.root {
+                // SAFETY: a descriptor this walk opened.
+                unsafe { libc::close(cur) };
+            }
+            cur = self.check(next, Step::MountTarget, i);
+        }
+        cur
+    }
+
+    /// Attaches the detached mount `tree` onto `target`; closes both.
+    fn attach(&self, tree: libc::c_int, target: libc::c_int, i: u32) {
+        self.check(sys::move_mount_fd(tree, target), Step::Mount, i);
+        // SAFETY: descriptors of ours.
+        unsafe {
+            libc::close(tree);
+            libc::close(target);
+        }
+    }
+
+    /// A detached copy of the mount tree at `fd` (a bind mount not yet attached).
+    fn clone_tree(&self, fd: libc::c_int, i: u32) -> libc::c_int {
+        // SAFETY: an empty path relative to a descriptor.
+        let tree = unsafe {
+            sys::open_tree(
+                fd,
+                c"".as_ptr(),
+                sys::OPEN_TREE_CLONE
+                    | sys::OPEN_TREE_CLOEXEC
+                    | sys::AT_RECURSIVE
+                    | sys::AT_EMPTY_PATH,
+            )
+        };
+        self.check(tree, Step::Mount, i)
+    }
+
+    /// A new file system of type `fstype`, detached.
+    fn fresh(
+        &self,
+        fstype: &CStr,
+        attrs: u64,
+        option: Option<(&CStr, &CStr)>,
+    ) -> Result<libc::c_int, i32> {
+        // SAFETY: NUL-terminated strings; descriptors of ours.
+        unsafe {
+            let fs = sys::fsopen(fstype.as_ptr());
+            if fs < 0 {
+                return Err(errno());
+            }
+            // The source mountinfo shows, as `mount -t tmpfs tmpfs /tmp` would give it.
+            let mut rc = sys::fsconfig(
+                fs,
+                sys::FSCONFIG_SET_STRING,
+                c"source".as_ptr(),
+                fstype.as_ptr().cast(),
+            );
+            if rc == 0
+                && let Some((key, value)) = option
+            {
+                rc = sys::fsconfig(
+                    fs,
+                    sys::FSCONFIG_SET_STRING,
+                    key.as_ptr(),
+                    value.as_ptr().cast(),
                 );
-                check(rc, fds, step, i);
+            }
+            if rc == 0 {
+                rc = sys::fsconfig(
+                    fs,
+                    sys::FSCONFIG_CMD_CREATE,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                );
+            }
+            let m = if rc == 0 { sys::fsmount(fs, attrs) } else { -1 };
+            let err = errno();
+            libc::close(fs);
+            if m < 0 { Err(err) } else { Ok(m) }
+        }
+    }
+
+    /// Runs one op (see [`MountOp`]).
+    fn run(&mut self, op: &MountOp, i: u32) {
+        match op {
+            MountOp::Isolate => {
+                // SAFETY: a remount of "/" in our own mount namespace.
+                let rc = unsafe {
+                    libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_SLAVE,
+                        std::ptr::null(),
+                    )
+                };
+                self.check(rc, Step::Propagation, i);
+            }
+            MountOp::Root { path } => {
+                // The root itself is a path of the daemon's view; no symlink followed either.
+                let dir = self.open(
+                    libc::AT_FDCWD,
+                    path,
+                    libc::O_DIRECTORY,
+                    sys::RESOLVE_NO_SYMLINKS,
+                );
+                let dir = self.check(dir, Step::Root, i);
+                let tree = self.clone_tree(dir, i);
+                self.check(sys::move_mount_fd(tree, dir), Step::Root, i);
+                // SAFETY: ours. `tree` now is the attached mount: the new root.
+                unsafe {
+                    libc::close(dir);
+                    libc::close(self.root);
+                }
+                self.root = tree;
+            }
+            MountOp::Fresh {
+                fstype,
+                target,
+                attrs,
+                option,
+            } => {
+                let t = self.target(target, i);
+                match self.fresh(fstype, *attrs, *option) {
+                    Ok(m) => self.attach(m, t, i),
+                    Err(e) => fail_with(self.fds, Step::Mount, i, e),
+                }
             }
             MountOp::Cgroup2 {
                 target,
-                flags,
+                attrs,
                 bind,
             } => {
-                if libc::access(target.as_ptr(), libc::F_OK) != 0 {
+                let t = self.open(self.root, target, 0, IN_ROOT);
+                if t < 0 && errno() == libc::ENOENT {
                     return;
                 }
-                let fstype = c"cgroup2".as_ptr();
-                let rc = libc::mount(fstype, target.as_ptr(), fstype, *flags, std::ptr::null());
-                if rc == 0 {
+                let t = self.check(t, Step::MountTarget, i);
+                let m = match self.fresh(c"cgroup2", *attrs, None) {
+                    Ok(m) => m,
+                    Err(e) => fail_with(self.fds, Step::Mount, i, e),
+                };
+                if sys::move_mount_fd(m, t) == 0 {
+                    // SAFETY: ours.
+                    unsafe {
+                        libc::close(m);
+                        libc::close(t);
+                    }
                     return;
                 }
-                // The same cgroup2 superblock is already mounted with its root at `target`:
-                // the kernel refuses a second mount of it there (EBUSY). Bind the birth
-                // cgroup's directory instead: the same tree the namespace's mount would show.
+                // The same cgroup2 superblock already mounted with its root at `target` may be
+                // refused (EBUSY): bind the birth cgroup's directory, the same tree the
+                // namespace's mount shows.
                 match bind {
                     Some(source) if errno() == libc::EBUSY => {
-                        let rc = libc::mount(
-                            source.as_ptr(),
-                            target.as_ptr(),
-                            std::ptr::null(),
-                            libc::MS_BIND | libc::MS_REC,
-                            std::ptr::null(),
+                        let src = self.open(
+                            libc::AT_FDCWD,
+                            source,
+                            libc::O_DIRECTORY,
+                            sys::RESOLVE_NO_SYMLINKS,
                         );
-                        check(rc, fds, step, i);
+                        let src = self.check(src, Step::MountSource, i);
+                        let tree = self.clone_tree(src, i);
+                        // SAFETY: ours.
+                        unsafe { libc::close(src) };
+                        self.attach(tree, t, i);
                     }
-                    _ => fail(fds, step, i),
+                    _ => self.fail(Step::Mount, i),
+                }
+            }
+            MountOp::Bind {
+                source,
+                target,
+                components,
+                read_only,
+            } => {
+                let src = self.open(libc::AT_FDCWD, source, 0, sys::RESOLVE_NO_SYMLINKS);
+                let src = self.check(src, Step::MountSource, i);
+                // SAFETY: an all-zero stat is a valid out-buffer; fstat fills it.
+                let mut st: libc::stat = unsafe { MaybeUninit::zeroed().assume_init() };
+                // SAFETY: fstat of an O_PATH descriptor (allowed since 3.6).
+                self.check(unsafe { libc::fstat(src, &mut st) }, Step::MountSource, i);
+                let tree = self.clone_tree(src, i);
+                // SAFETY: ours.
+                unsafe { libc::close(src) };
+                let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                let t = self.create_target(target, components, is_dir, i);
+                if *read_only {
+                    // Read-only before it is attached: never writable in the namespace.
+                    self.check(
+                        sys::mount_setattr_fd(tree, sys::MOUNT_ATTR_RDONLY),
+                        Step::ReadOnly,
+                        i,
+                    );
+                }
+                self.attach(tree, t, i);
+            }
+            MountOp::ReadOnly { target } => {
+                let t = self.target(target, i);
+                let tree = self.clone_tree(t, i);
+                self.check(
+                    sys::mount_setattr_fd(tree, sys::MOUNT_ATTR_RDONLY),
+                    Step::ReadOnly,
+                    i,
+                );
+                self.attach(tree, t, i);
+            }
+            MountOp::PivotRoot => {
+                // SAFETY: fchdir to the root we hold, then the pivot on ".".
+                unsafe {
+                    self.check(libc::fchdir(self.root), Step::PivotRoot, i);
+                    pivot_root(self.fds, i);
                 }
             }
             MountOp::Propagation { flags } => {
-                let rc = libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    *flags,
-                    std::ptr::null(),
-                );
-                check(rc, fds, step, i);
+                // SAFETY: a remount of the (new) "/" in our own mount namespace.
+                let rc = unsafe {
+                    libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        *flags,
+                        std::ptr::null(),
+                    )
+                };
+                self.check(rc, Step::Propagation, i);
             }
-            MountOp::Mkdirs { dirs } => {
-                for d in dirs {
-                    if libc::mkdir(d.as_ptr(), 0o755) < 0 && errno() != libc::EEXIST {
-                        fail(fds, step, i);
-                    }
-                }
-            }
-            MountOp::CreateTarget { source, target } => {
-                let mut st: libc::stat = MaybeUninit::zeroed().assume_init();
-                if libc::lstat(target.as_ptr(), &mut st) == 0 {
-                    return;
-                }
-                check(libc::stat(source.as_ptr(), &mut st), fds, step, i);
-                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                    if libc::mkdir(target.as_ptr(), 0o755) < 0 && errno() != libc::EEXIST {
-                        fail(fds, step, i);
-                    }
-                } else {
-                    let fd = libc::open(
-                        target.as_ptr(),
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY,
-                        0o644 as libc::c_uint,
-                    );
-                    check(fd, fds, step, i);
-                    libc::close(fd);
-                }
-            }
-            MountOp::ReadOnly { target } => make_read_only(target.as_ptr(), fds, i),
-            MountOp::PivotRoot { root } => pivot_root(root.as_ptr(), fds, i),
         }
     }
 }
 
-/// Read-only for the mount at `target` and every mount below it: `mount_setattr(AT_RECURSIVE)`
-/// (5.12+). Fallback: a bind remount of the top mount, keeping its nosuid/nodev/noexec/atime
-/// flags — in a user namespace those are locked and dropping them is EPERM.
-unsafe fn make_read_only(target: *const libc::c_char, fds: &ChildFds, i: u32) {
-    unsafe {
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_RDONLY,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        let rc = libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            target,
-            libc::AT_RECURSIVE as libc::c_uint,
-            &attr as *const MountAttr,
-            size_of::<MountAttr>(),
-        );
-        if rc == 0 {
-            return;
-        }
-        if errno() != libc::ENOSYS {
-            fail(fds, Step::ReadOnly, i);
-        }
-        // statvfs's ST_* flags have the MS_* values; glibc takes them from statfs(2) f_flags.
-        let mut sf: libc::statvfs = MaybeUninit::zeroed().assume_init();
-        check(libc::statvfs(target, &mut sf), fds, Step::ReadOnly, i);
-        let keep = (sf.f_flag as libc::c_ulong)
-            & (libc::MS_NOSUID
-                | libc::MS_NODEV
-                | libc::MS_NOEXEC
-                | libc::MS_NOATIME
-                | libc::MS_NODIRATIME
-                | libc::MS_RELATIME);
-        let rc = libc::mount(
-            std::ptr::null(),
-            target,
-            std::ptr::null(),
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
-            std::ptr::null(),
-        );
-        check(rc, fds, Step::ReadOnly, i);
+/// Runs the mount setup of the plan, in order.
+unsafe fn mounts(plan: &Plan, fds: &ChildFds) {
+    let mut m = Mounter { fds, root: -1 };
+    let root = m.open(libc::AT_FDCWD, c"/", libc::O_DIRECTORY, 0);
+    m.root = m.check(root, Step::MountTarget, 0);
+    for (i, op) in plan.mounts.iter().enumerate() {
+        m.run(op, i as u32);
     }
+    // SAFETY: ours.
+    unsafe { libc::close(m.root) };
 }
 
-/// Enters `root` (already a mount point: the plan bind-mounts it onto itself first).
-unsafe fn pivot_root(root: *const libc::c_char, fds: &ChildFds, i: u32) {
+/// Enters the root the caller has made its working directory (a mount point: the plan binds
+/// it onto itself first).
+unsafe fn pivot_root(fds: &ChildFds, i: u32) {
     unsafe {
-        check(libc::chdir(root), fds, Step::PivotRoot, i);
         let dot = c".".as_ptr();
         let rc = libc::syscall(libc::SYS_pivot_root, dot, dot);
         if rc == 0 {

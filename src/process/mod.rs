@@ -7,7 +7,9 @@
 //! - [`spec`]: what to start; [`resolve_user`] turns names into numbers *before* fork;
 //! - `plan`: the parent's preparation — every string, pointer array and path the child touches
 //!   is allocated before clone, and the namespace layout is decided (user first vs joins first);
-//! - `exec`: the child between clone and exec, async-signal-safe only;
+//! - `exec`: the child between clone and exec, async-signal-safe only; `sys`: the raw system
+//!   calls it needs that libc has no wrapper for (openat2, the mount API, capset);
+//! - [`output`]: opening a `file:` output without following symlinks or blocking;
 //! - `spawn`: clone3 with `CLONE_INTO_CGROUP | CLONE_PIDFD`, the pipe protocol, the fallback;
 //! - `vfork`: the usual clone3, `CLONE_VM | CLONE_VFORK` on a stack of the child's own;
 //! - [`reap`]: the SIGCHLD signalfd, the `waitpid(-1)` drain, subreaper, exit statuses;
@@ -30,18 +32,21 @@
 pub mod error;
 mod exec;
 pub mod net;
+pub mod output;
 mod plan;
 pub mod reap;
 pub mod signal;
 mod spawn;
 pub mod spec;
+mod sys;
 mod vfork;
 
 pub use error::{SpawnError, Step};
+pub use output::{OutputError, OutputRefused, open_output};
 pub use reap::{ExitStatus, Reaper, block_sigchld, reap_all, set_child_subreaper, wait_pid};
 pub use signal::{kill, kill_process_group, pidfd_open, pidfd_send_signal};
 pub use spawn::{Child, spawn};
 pub use spec::{
-    Bind, ClockOffset, Credentials, IdMap, MountSetup, Namespaces, NsMode, Propagation,
+    Bind, ClockOffset, Credentials, IdMap, MountSetup, Namespaces, NsMode, Privileges, Propagation,
     ResolveError, SpawnSpec, Stdio, resolve_group, resolve_user,
 };

@@ -20,84 +20,28 @@
 //!   A new PID namespace is always made by clone3 (`unshare(CLONE_NEWPID)` only affects children);
 //!   *joining* a PID namespace takes one extra fork (see `exec.rs`).
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::error::{SpawnError, Step};
-use super::spec::{Credentials, NsMode, Propagation, SpawnSpec, Stdio};
+use super::spec::{Credentials, NsMode, Privileges, Propagation, SpawnSpec, Stdio};
+use super::sys;
+pub(super) use crate::ns::{CLONE_NEWTIME, NsKind};
 
-/// The eight namespace kinds, in the order joins happen: user first (so it owns what follows),
-/// mount last (it changes the root the others' paths were resolved in).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum NsKind {
-    User,
-    Ipc,
-    Uts,
-    Net,
-    Cgroup,
-    Time,
-    Pid,
-    Mount,
-}
-
-impl NsKind {
-    pub(super) const ALL: [NsKind; 8] = [
-        NsKind::User,
-        NsKind::Ipc,
-        NsKind::Uts,
-        NsKind::Net,
-        NsKind::Cgroup,
-        NsKind::Time,
-        NsKind::Pid,
-        NsKind::Mount,
-    ];
-
-    pub(super) fn flag(self) -> libc::c_int {
-        match self {
-            NsKind::User => libc::CLONE_NEWUSER,
-            NsKind::Ipc => libc::CLONE_NEWIPC,
-            NsKind::Uts => libc::CLONE_NEWUTS,
-            NsKind::Net => libc::CLONE_NEWNET,
-            NsKind::Cgroup => libc::CLONE_NEWCGROUP,
-            NsKind::Time => CLONE_NEWTIME,
-            NsKind::Pid => libc::CLONE_NEWPID,
-            NsKind::Mount => libc::CLONE_NEWNS,
-        }
-    }
-
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            NsKind::User => "user",
-            NsKind::Ipc => "ipc",
-            NsKind::Uts => "uts",
-            NsKind::Net => "net",
-            NsKind::Cgroup => "cgroup",
-            NsKind::Time => "time",
-            NsKind::Pid => "pid",
-            NsKind::Mount => "mnt",
-        }
-    }
-
-    fn mode(self, spec: &SpawnSpec) -> &NsMode {
-        let ns = &spec.namespaces;
-        match self {
-            NsKind::User => &ns.user,
-            NsKind::Ipc => &ns.ipc,
-            NsKind::Uts => &ns.uts,
-            NsKind::Net => &ns.net,
-            NsKind::Cgroup => &ns.cgroup,
-            NsKind::Time => &ns.time,
-            NsKind::Pid => &ns.pid,
-            NsKind::Mount => &ns.mount,
-        }
-    }
-}
-
-/// `CLONE_NEWTIME` (5.6+); its value (0x80) overlaps `CSIGNAL`, so it is only valid for
-/// `unshare`/`setns`/clone3 — we only ever `unshare` it.
-pub(super) const CLONE_NEWTIME: libc::c_int = 0x80;
+/// The order joins happen in: user first (so it owns what follows), mount last (it changes the
+/// root the others' paths were resolved in).
+pub(super) const JOIN_ORDER: [NsKind; 8] = [
+    NsKind::User,
+    NsKind::Ipc,
+    NsKind::Uts,
+    NsKind::Net,
+    NsKind::Cgroup,
+    NsKind::Time,
+    NsKind::Pid,
+    NsKind::Mount,
+];
 
 /// Where a standard descriptor of the child comes from.
 #[derive(Debug, Clone, Copy)]
@@ -106,50 +50,60 @@ pub(super) enum StdioSrc {
     Fd(RawFd),
 }
 
-/// One mount-namespace operation, run in order by the child.
+/// One step of the mount setup, run in order by the child ([`super::exec`] has the rules:
+/// every path inside the service's root is resolved with `openat2(RESOLVE_IN_ROOT |
+/// RESOLVE_NO_SYMLINKS)` and mounted on by descriptor).
 #[derive(Debug)]
 pub(super) enum MountOp {
-    /// `mount(2)`. `optional`: skip when the target does not exist.
-    Mount {
-        source: Option<CString>,
+    /// `mount(NULL, "/", MS_REC | MS_SLAVE)`: from here on nothing mounted in the new namespace
+    /// reaches the host, whatever `propagation` says.
+    Isolate,
+    /// Bind the new root onto itself (pivot_root wants a mount point); every later target is
+    /// resolved inside it. Without this op targets are resolved inside `/`.
+    Root { path: CString },
+    /// A new file system (`proc`, `tmpfs`) on `target`, with mount attributes `attrs` and one
+    /// string option.
+    Fresh {
+        fstype: &'static CStr,
         target: CString,
-        fstype: Option<CString>,
-        flags: libc::c_ulong,
-        data: Option<CString>,
-        optional: bool,
+        attrs: u64,
+        option: Option<(&'static CStr, &'static CStr)>,
     },
     /// A cgroup2 mount at `target` (skipped when `target` does not exist), made in the new
-    /// cgroup namespace so that it is rooted at the service's cgroup. When `target` already is
-    /// the root of a cgroup2 mount — `/sys/fs/cgroup` of a pure-v2 host — the kernel refuses
-    /// the same file system on its own root (`do_add_mount`: EBUSY) and the child binds `bind`
-    /// (the birth cgroup's directory, which *is* the namespace's root) there instead.
+    /// cgroup namespace so that it is rooted at the service's cgroup. Should the kernel refuse
+    /// it (EBUSY, as `mount(2)` does for the same file system on its own root), the child binds
+    /// `bind` (the birth cgroup's directory, which *is* the namespace's root) there instead.
     Cgroup2 {
         target: CString,
-        flags: libc::c_ulong,
+        attrs: u64,
         bind: Option<CString>,
     },
-    /// `mount(NULL, "/", NULL, MS_REC|propagation)`.
-    Propagation { flags: libc::c_ulong },
-    /// `mkdir` each, parents first; EEXIST is fine.
-    Mkdirs { dirs: Vec<CString> },
-    /// Create `target` like `source` (directory or empty file) unless it exists.
-    CreateTarget { source: CString, target: CString },
-    /// Make the mount at `target` read-only, recursively.
+    /// Bind `source` (a path of the daemon's view) onto `target`, which is created when missing
+    /// (a directory for a directory source, an empty file otherwise; `components` are its
+    /// names, for the walk that creates it), read-only before it is attached when asked.
+    Bind {
+        source: CString,
+        target: CString,
+        components: Vec<CString>,
+        read_only: bool,
+    },
+    /// Make `target` and every mount below it read-only: a read-only copy of its tree is
+    /// attached over it.
     ReadOnly { target: CString },
-    /// Enter `root` (pivot_root, or MS_MOVE + chroot on the initramfs).
-    PivotRoot { root: CString },
+    /// Enter the root (pivot_root, or MS_MOVE + chroot on the initramfs).
+    PivotRoot,
+    /// The propagation asked for, on the service's `/`, recursively: after the setup, so that
+    /// `shared` shares the service's own mounts with its children, never the setup's with the
+    /// host.
+    Propagation { flags: libc::c_ulong },
 }
 
-impl MountOp {
-    pub(super) fn step(&self) -> Step {
-        match self {
-            MountOp::Mount { .. } | MountOp::Cgroup2 { .. } => Step::Mount,
-            MountOp::Propagation { .. } => Step::Propagation,
-            MountOp::Mkdirs { .. } | MountOp::CreateTarget { .. } => Step::BindTarget,
-            MountOp::ReadOnly { .. } => Step::ReadOnly,
-            MountOp::PivotRoot { .. } => Step::PivotRoot,
-        }
-    }
+/// What a mount op works on, for messages: the target (as the unit names it, with the root it
+/// is inside) and, for a bind, the source.
+#[derive(Debug, Clone, Default)]
+pub(super) struct MountSubject {
+    pub target: String,
+    pub source: String,
 }
 
 /// Everything the child needs, allocated up front. Raw pointers point into the `CString`s the
@@ -164,6 +118,7 @@ pub(super) struct Plan {
     pub cwd: CString,
     pub umask: libc::mode_t,
     pub creds: Option<Credentials>,
+    pub privileges: Privileges,
     pub new_session: bool,
     /// Namespace flags for clone3 (CLONE_NEW*).
     pub clone_flags: u64,
@@ -183,7 +138,7 @@ pub(super) struct Plan {
     pub sysctl_keys: Vec<String>,
     pub mounts: Vec<MountOp>,
     /// What each mount op is about, for messages.
-    pub mount_subjects: Vec<String>,
+    pub mount_subjects: Vec<MountSubject>,
     /// Joins and a new user namespace: create it last and ask for the maps then.
     pub late_user: bool,
     pub uid_map: String,
@@ -217,25 +172,17 @@ fn absolute(what: &str, p: &Path) -> Result<(), SpawnError> {
     }
 }
 
-/// `root` + `path` (absolute inside the root).
-fn under(root: Option<&Path>, path: &Path) -> PathBuf {
-    match root {
-        None => path.to_path_buf(),
-        Some(r) => r.join(path.strip_prefix("/").unwrap_or(path)),
+/// A path for `openat2`: absolute, with no `..` (inside a root `RESOLVE_IN_ROOT` would keep
+/// `..` in, but a `..` in a mount path is refused at load already and means a mistake).
+fn inside_path(what: &str, p: &Path) -> Result<CString, SpawnError> {
+    absolute(what, p)?;
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(SpawnError::Invalid(format!(
+            "{what} {} contains \"..\"",
+            p.display()
+        )));
     }
-}
-
-/// The ancestors of `path` below `/` (or below `root`), outermost first, excluding `path`.
-fn ancestors_to_create(root: Option<&Path>, path: &Path) -> Vec<PathBuf> {
-    let stop = root.unwrap_or(Path::new("/"));
-    let mut dirs: Vec<PathBuf> = path
-        .ancestors()
-        .skip(1)
-        .take_while(|a| *a != stop && a.starts_with(stop) && a.as_os_str().len() > 1)
-        .map(Path::to_path_buf)
-        .collect();
-    dirs.reverse();
-    dirs
+    cpath(what, p)
 }
 
 fn sysctl_path(key: &str) -> PathBuf {
@@ -321,8 +268,8 @@ impl Plan {
 
         let mut joins = Vec::new();
         let mut new_flags: libc::c_int = 0;
-        for kind in NsKind::ALL {
-            match kind.mode(spec) {
+        for kind in JOIN_ORDER {
+            match spec.namespaces.get(kind) {
                 NsMode::Host => {}
                 NsMode::New => new_flags |= kind.flag(),
                 NsMode::Join(fd) => joins.push((kind, fd.as_raw_fd())),
@@ -408,6 +355,7 @@ impl Plan {
             cwd: cpath("working directory", &spec.working_directory)?,
             umask: spec.umask as libc::mode_t,
             creds,
+            privileges: spec.privileges,
             new_session: spec.new_session,
             clone_flags,
             early_maps: user_first,
@@ -436,160 +384,125 @@ impl Plan {
     fn plan_mounts(
         spec: &SpawnSpec,
         ops: &mut Vec<MountOp>,
-        subjects: &mut Vec<String>,
+        subjects: &mut Vec<MountSubject>,
     ) -> Result<(), SpawnError> {
         let ns = &spec.namespaces;
         let m = &ns.mounts;
         let root = m.root.as_deref();
-        let mut push = |op: MountOp, subject: String| {
+        let inside = |p: &Path| match root {
+            Some(r) => format!("{} in {}", p.display(), r.display()),
+            None => p.display().to_string(),
+        };
+        let mut push = |op: MountOp, target: String, source: String| {
             ops.push(op);
-            subjects.push(subject);
+            subjects.push(MountSubject { target, source });
         };
-        let prop = match m.propagation {
-            Propagation::Private => libc::MS_PRIVATE,
-            Propagation::Slave => libc::MS_SLAVE,
-            Propagation::Shared => libc::MS_SHARED,
-        };
-        push(
-            MountOp::Propagation {
-                flags: libc::MS_REC | prop,
-            },
-            "/".into(),
-        );
+        push(MountOp::Isolate, "/".into(), String::new());
         if let Some(r) = root {
             absolute("root", r)?;
-            // pivot_root needs the new root to be a mount point: bind it onto itself.
-            let rc = cpath("root", r)?;
+            let path = inside_path("root", r)?;
             push(
-                MountOp::Mount {
-                    source: Some(rc.clone()),
-                    target: rc,
-                    fstype: None,
-                    flags: libc::MS_BIND | libc::MS_REC,
-                    data: None,
-                    optional: false,
-                },
-                format!("{} (bind onto itself)", r.display()),
+                MountOp::Root { path },
+                r.display().to_string(),
+                String::new(),
             );
         }
-        let fs_mount = |fstype: &str,
-                        target: PathBuf,
-                        flags: libc::c_ulong,
-                        data: Option<&str>,
-                        optional: bool|
-         -> Result<(MountOp, String), SpawnError> {
-            let subject = format!("{fstype} on {}", target.display());
-            Ok((
-                MountOp::Mount {
-                    source: Some(cstr("fstype", fstype.as_bytes())?),
-                    target: cpath("mount target", &target)?,
-                    fstype: Some(cstr("fstype", fstype.as_bytes())?),
-                    flags,
-                    data: data.map(|d| cstr("mount data", d.as_bytes())).transpose()?,
-                    optional,
-                },
-                subject,
-            ))
-        };
-        let safe = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let safe = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
         if !ns.pid.is_host() {
             // A /proc that shows the service's PID namespace (the mounter's active one).
-            let (op, s) = fs_mount("proc", under(root, Path::new("/proc")), safe, None, false)?;
-            push(op, s);
+            let target = Path::new("/proc");
+            push(
+                MountOp::Fresh {
+                    fstype: c"proc",
+                    target: inside_path("mount target", target)?,
+                    attrs: safe,
+                    option: None,
+                },
+                format!("proc on {}", inside(target)),
+                String::new(),
+            );
         }
         if ns.cgroup.is_new() {
             // The service sees its own cgroup as the root of /sys/fs/cgroup, like /proc/self/cgroup.
-            let target = under(root, Path::new("/sys/fs/cgroup"));
+            let target = Path::new("/sys/fs/cgroup");
             push(
                 MountOp::Cgroup2 {
-                    target: cpath("mount target", &target)?,
-                    flags: safe,
+                    target: inside_path("mount target", target)?,
+                    attrs: safe,
                     bind: spec
                         .cgroup
                         .as_deref()
                         .map(|c| cpath("cgroup", c))
                         .transpose()?,
                 },
-                format!("cgroup2 on {}", target.display()),
+                format!("cgroup2 on {}", inside(target)),
+                String::new(),
             );
         }
         if m.private_tmp {
-            let (op, s) = fs_mount(
-                "tmpfs",
-                under(root, Path::new("/tmp")),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                Some("mode=1777"),
-                false,
-            )?;
-            push(op, s);
+            let target = Path::new("/tmp");
+            push(
+                MountOp::Fresh {
+                    fstype: c"tmpfs",
+                    target: inside_path("mount target", target)?,
+                    attrs: sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+                    option: Some((c"mode", c"1777")),
+                },
+                format!("tmpfs on {}", inside(target)),
+                String::new(),
+            );
         }
-        let mut read_only = Vec::new();
         for b in &m.binds {
             absolute("bind source", &b.source)?;
             absolute("bind target", &b.target)?;
-            let target = under(root, &b.target);
-            let subject = format!("{} to {}", b.source.display(), target.display());
-            let dirs = ancestors_to_create(root, &target)
-                .iter()
-                .map(|d| cpath("bind target", d))
+            let components = b
+                .target
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(name) => Some(cstr("bind target", name.as_bytes())),
+                    _ => None,
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            push(MountOp::Mkdirs { dirs }, subject.clone());
-            let source = cpath("bind source", &b.source)?;
-            let tc = cpath("bind target", &target)?;
             push(
-                MountOp::CreateTarget {
-                    source: source.clone(),
-                    target: tc.clone(),
+                MountOp::Bind {
+                    source: inside_path("bind source", &b.source)?,
+                    target: inside_path("bind target", &b.target)?,
+                    components,
+                    read_only: b.read_only,
                 },
-                subject.clone(),
+                inside(&b.target),
+                b.source.display().to_string(),
             );
-            push(
-                MountOp::Mount {
-                    source: Some(source),
-                    target: tc.clone(),
-                    fstype: None,
-                    flags: libc::MS_BIND | libc::MS_REC,
-                    data: None,
-                    optional: false,
-                },
-                format!("bind {subject}"),
-            );
-            if b.read_only {
-                read_only.push((tc, target));
-            }
         }
         for p in &m.read_only_paths {
             absolute("read-only path", p)?;
-            let target = under(root, p);
-            let tc = cpath("read-only path", &target)?;
-            // A bind onto itself makes the path its own mount, so read-only stops there.
             push(
-                MountOp::Mount {
-                    source: Some(tc.clone()),
-                    target: tc.clone(),
-                    fstype: None,
-                    flags: libc::MS_BIND | libc::MS_REC,
-                    data: None,
-                    optional: false,
+                MountOp::ReadOnly {
+                    target: inside_path("read-only path", p)?,
                 },
-                target.display().to_string(),
+                inside(p),
+                String::new(),
             );
-            read_only.push((tc, target));
         }
-        for (tc, target) in read_only {
+        if root.is_some() {
             push(
-                MountOp::ReadOnly { target: tc },
-                target.display().to_string(),
+                MountOp::PivotRoot,
+                root.map(|r| r.display().to_string()).unwrap_or_default(),
+                String::new(),
             );
         }
-        if let Some(r) = root {
-            push(
-                MountOp::PivotRoot {
-                    root: cpath("root", r)?,
-                },
-                r.display().to_string(),
-            );
-        }
+        let flags = match m.propagation {
+            Propagation::Private => libc::MS_PRIVATE,
+            Propagation::Slave => libc::MS_SLAVE,
+            Propagation::Shared => libc::MS_SHARED,
+        };
+        push(
+            MountOp::Propagation {
+                flags: libc::MS_REC | flags,
+            },
+            "/".into(),
+            String::new(),
+        );
         Ok(())
     }
 
@@ -627,13 +540,14 @@ impl Plan {
                 })
                 .unwrap_or_default(),
             Step::Setns => NsKind::ALL
-                .get(i)
-                .map(|k| k.name().to_owned())
+                .into_iter()
+                .find(|k| *k as usize == i)
+                .map(|k| k.proc_name().to_owned())
                 .unwrap_or_default(),
             Step::Unshare => NsKind::ALL
                 .iter()
                 .filter(|k| self.unshare_flags & k.flag() != 0)
-                .map(|k| k.name())
+                .map(|k| k.proc_name())
                 .collect::<Vec<_>>()
                 .join(","),
             Step::Hostname => spec.namespaces.hostname.clone().unwrap_or_default(),
@@ -642,12 +556,29 @@ impl Plan {
                 .get(i)
                 .map(|s| (*s).to_owned())
                 .unwrap_or_default(),
+            Step::MountSource => self
+                .mount_subjects
+                .get(i)
+                .map(|s| s.source.clone())
+                .unwrap_or_default(),
             Step::Mount
+            | Step::Root
+            | Step::MountTarget
             | Step::Propagation
             | Step::BindTarget
             | Step::ReadOnly
-            | Step::PivotRoot => self.mount_subjects.get(i).cloned().unwrap_or_default(),
+            | Step::PivotRoot => self
+                .mount_subjects
+                .get(i)
+                .map(|s| s.target.clone())
+                .unwrap_or_default(),
+            Step::Bounding | Step::Ambient => crate::caps::NAMES
+                .get(i)
+                .map_or_else(|| format!("capability {i}"), |n| (*n).to_owned()),
             Step::Signals
+            | Step::KeepCaps
+            | Step::Inheritable
+            | Step::NoNewPrivs
             | Step::Setsid
             | Step::WaitParent
             | Step::ForkPid
@@ -675,19 +606,6 @@ mod tests {
             sysctl_path("net/ipv4/conf/eth0.1/forwarding"),
             Path::new("/proc/sys/net/ipv4/conf/eth0.1/forwarding")
         );
-    }
-
-    #[test]
-    fn ancestors_stop_at_the_root() {
-        assert_eq!(
-            ancestors_to_create(Some(Path::new("/srv/r")), Path::new("/srv/r/a/b/c")),
-            vec![PathBuf::from("/srv/r/a"), PathBuf::from("/srv/r/a/b")]
-        );
-        assert_eq!(
-            ancestors_to_create(None, Path::new("/a/b")),
-            vec![PathBuf::from("/a")]
-        );
-        assert!(ancestors_to_create(None, Path::new("/a")).is_empty());
     }
 
     #[test]
@@ -779,32 +697,49 @@ mod tests {
         spec.namespaces.mounts.root = Some("/srv/r".into());
         spec.namespaces.mounts.private_tmp = true;
         spec.namespaces.mounts.read_only_paths = vec!["/etc".into()];
+        spec.namespaces.mounts.propagation = Propagation::Shared;
         spec.namespaces.mounts.binds = vec![Bind {
             source: "/data".into(),
             target: "/mnt/data".into(),
             read_only: true,
         }];
         let p = Plan::new(&spec).unwrap();
-        let kinds: Vec<String> = p
+        let ops: Vec<String> = p
             .mounts
             .iter()
             .zip(&p.mount_subjects)
-            .map(|(op, s)| format!("{} {s}", op.step()))
+            .map(|(op, s)| {
+                let kind = match op {
+                    MountOp::Isolate => "isolate".to_string(),
+                    MountOp::Root { path } => format!("root {path:?}"),
+                    MountOp::Fresh { fstype, target, .. } => format!("{fstype:?} {target:?}"),
+                    MountOp::Cgroup2 { .. } => "cgroup2".into(),
+                    MountOp::Bind {
+                        source,
+                        target,
+                        components,
+                        read_only,
+                    } => format!("bind {source:?} {target:?} {components:?} ro={read_only}"),
+                    MountOp::ReadOnly { target } => format!("read-only {target:?}"),
+                    MountOp::PivotRoot => "pivot".into(),
+                    MountOp::Propagation { flags } => {
+                        format!("propagation shared={}", flags & libc::MS_SHARED != 0)
+                    }
+                };
+                format!("{kind} | {} | {}", s.target, s.source)
+            })
             .collect();
         assert_eq!(
-            kinds,
+            ops,
             [
-                "mount propagation /",
-                "mount /srv/r (bind onto itself)",
-                "mount proc on /srv/r/proc",
-                "mount tmpfs on /srv/r/tmp",
-                "creating bind target /data to /srv/r/mnt/data",
-                "creating bind target /data to /srv/r/mnt/data",
-                "mount bind /data to /srv/r/mnt/data",
-                "mount /srv/r/etc",
-                "read-only /srv/r/mnt/data",
-                "read-only /srv/r/etc",
-                "pivot_root /srv/r",
+                "isolate | / | ",
+                "root \"/srv/r\" | /srv/r | ",
+                "\"proc\" \"/proc\" | proc on /proc in /srv/r | ",
+                "\"tmpfs\" \"/tmp\" | tmpfs on /tmp in /srv/r | ",
+                "bind \"/data\" \"/mnt/data\" [\"mnt\", \"data\"] ro=true | /mnt/data in /srv/r | /data",
+                "read-only \"/etc\" | /etc in /srv/r | ",
+                "pivot | /srv/r | ",
+                "propagation shared=true | / | ",
             ]
         );
     }

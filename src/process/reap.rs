@@ -149,6 +149,38 @@ impl Reaper {
         while let Ok(Some(_)) = self.fd.read_signal() {}
         reap_all()
     }
+
+    /// As [`Reaper::reap`], collecting at most `max` children; `true` with them when more
+    /// may be waiting (call again: no new SIGCHLD will say so).
+    pub fn reap_up_to(&mut self, max: usize) -> (Vec<(Pid, ExitStatus)>, bool) {
+        while let Ok(Some(_)) = self.fd.read_signal() {}
+        let mut out = Vec::new();
+        while out.len() < max {
+            match reap_one() {
+                Some(Some(child)) => out.push(child),
+                Some(None) => continue,
+                None => return (out, false),
+            }
+        }
+        (out, true)
+    }
+}
+
+/// One `waitpid(-1, WNOHANG)`: `None` when no child has ended (or there are none),
+/// `Some(None)` for a status that is not an end (a stop).
+fn reap_one() -> Option<Option<(Pid, ExitStatus)>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: plain syscall with a valid out-pointer.
+        let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if rc > 0 {
+            return Some(ExitStatus::from_raw(status).map(|s| (Pid::from_raw(rc), s)));
+        }
+        if rc < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        return None;
+    }
 }
 
 impl AsFd for Reaper {
@@ -166,21 +198,10 @@ impl AsRawFd for Reaper {
 /// `waitpid(-1, WNOHANG)` until it reports nothing (0) or no children (ECHILD).
 pub fn reap_all() -> Vec<(Pid, ExitStatus)> {
     let mut out = Vec::new();
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: plain syscall with a valid out-pointer.
-        let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if rc > 0 {
-            if let Some(s) = ExitStatus::from_raw(status) {
-                out.push((Pid::from_raw(rc), s));
-            }
-            continue;
-        }
-        if rc < 0 && Errno::last() == Errno::EINTR {
-            continue;
-        }
-        return out;
+    while let Some(child) = reap_one() {
+        out.extend(child);
     }
+    out
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ use super::error::{SpawnError, Step};
 use super::exec::{
     self, ChildFds, CloneArgs, RECORD_ERROR, RECORD_MAPS, RECORD_PID, RECORD_SIZE, Record,
 };
+use super::output::{OutputRefused, open_output};
 use super::plan::{Plan, StdioSrc};
 use super::reap::{ExitStatus, wait_pid};
 use super::signal::{kill, pidfd_open, pidfd_send_signal};
@@ -90,12 +91,39 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Child, SpawnError> {
         None
     };
     let null_raw = null.as_ref().map_or(-1, |f| f.as_raw_fd());
-    let src = |s: &Stdio| match s {
-        Stdio::Null => StdioSrc::Fd(null_raw),
-        Stdio::Inherit => StdioSrc::Inherit,
-        Stdio::Fd(fd) => StdioSrc::Fd(fd.as_raw_fd()),
-    };
-    let stdio = [src(&spec.stdin), src(&spec.stdout), src(&spec.stderr)];
+    // `file:` outputs are opened here in the parent (super::output says why here, and how),
+    // and kept open in `files` until the child has its copies.
+    let streams = [
+        ("stdin", &spec.stdin),
+        ("stdout", &spec.stdout),
+        ("stderr", &spec.stderr),
+    ];
+    let mut files = Vec::new();
+    let mut stdio = [StdioSrc::Inherit; 3];
+    for (slot, (stream, s)) in stdio.iter_mut().zip(streams) {
+        *slot = match s {
+            Stdio::Null => StdioSrc::Fd(null_raw),
+            Stdio::Inherit => StdioSrc::Inherit,
+            Stdio::Fd(fd) => StdioSrc::Fd(fd.as_raw_fd()),
+            Stdio::File(path) => {
+                let fd = open_output(path).map_err(|why| {
+                    SpawnError::Output(OutputRefused {
+                        stream,
+                        path: path.clone(),
+                        why,
+                    })
+                })?;
+                let fd = above_stdio(fd).map_err(|errno| SpawnError::Setup {
+                    what: "opening",
+                    path: path.clone(),
+                    errno,
+                })?;
+                let raw = fd.as_raw_fd();
+                files.push(fd);
+                StdioSrc::Fd(raw)
+            }
+        };
+    }
 
     let cgroup_fd = match &spec.cgroup {
         Some(dir) => Some(open_fd(

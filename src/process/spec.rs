@@ -2,8 +2,9 @@
 //! group to numbers (done before fork: NSS lookups allocate, take locks and may talk to daemons).
 //!
 //! Nothing here knows about units: the manager translates a unit's `[service]` and `[namespaces]`
-//! tables into a [`SpawnSpec`], opening log files, `/proc/PID/ns/*` of a unit to share with, and
-//! choosing the id maps, itself.
+//! tables into a [`SpawnSpec`], opening log pipes, `/proc/PID/ns/*` of a unit to share with, and
+//! choosing the id maps, itself. A `file:` output is only named here ([`Stdio::File`]):
+//! [`spawn`](super::spawn) opens it by the rules of [`super::output`].
 
 use std::ffi::{CString, OsString};
 use std::os::fd::OwnedFd;
@@ -11,6 +12,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
+
+use crate::caps::CapSet;
+use crate::ns::NsKind;
 
 /// Where a standard stream of the child goes.
 #[derive(Debug, Default)]
@@ -20,8 +24,26 @@ pub enum Stdio {
     Null,
     /// The daemon's own descriptor with the same number.
     Inherit,
-    /// A descriptor the caller opened (a log pipe, a file opened for `file:/path`).
+    /// A descriptor the caller opened (a log pipe).
     Fd(OwnedFd),
+    /// A file appended to, opened by [`spawn`](super::spawn) with the rules of
+    /// [`super::output`]: no symlink followed, a regular file only, never blocking, created
+    /// 0640.
+    File(PathBuf),
+}
+
+/// The privileges a service keeps across exec, set around the switch of credentials (see
+/// [`super::exec`] for the order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Privileges {
+    /// `PR_SET_NO_NEW_PRIVS`: execve never grants privileges again (setuid bits, file
+    /// capabilities).
+    pub no_new_privs: bool,
+    /// The bounding set, exactly these; `None` leaves the daemon's. Needs `CAP_SETPCAP`.
+    pub bounding: Option<CapSet>,
+    /// Raised in the ambient set after the switch to the service's user, so that a non-root
+    /// program keeps them across exec. Each must be in the bounding set.
+    pub ambient: CapSet,
 }
 
 /// Numeric credentials the child switches to just before exec.
@@ -119,7 +141,9 @@ impl From<Duration> for ClockOffset {
     }
 }
 
-/// Mount propagation of the new mount namespace's `/` (applied recursively).
+/// Mount propagation of the service's `/` (applied recursively), set once the setup is done:
+/// the setup itself always runs on a slave of the host's mounts, so none of its mounts (the
+/// root, /proc, /tmp, binds) ever reaches the host.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Propagation {
     /// Nothing propagates in either direction (the default, as `runc`).
@@ -127,7 +151,9 @@ pub enum Propagation {
     Private,
     /// Host mounts propagate in; nothing propagates out.
     Slave,
-    /// Both ways. With `root`, `pivot_root` may refuse a shared parent (EINVAL).
+    /// Host mounts propagate in, and the service's mounts propagate to the namespaces it
+    /// makes (a container runtime's), never to the host: a slave made shared, as systemd's
+    /// `MountFlags=shared` gives a service with a namespace.
     Shared,
 }
 
@@ -192,6 +218,36 @@ pub struct Namespaces {
     pub mounts: MountSetup,
 }
 
+impl Namespaces {
+    /// The mode of one kind.
+    pub fn get(&self, kind: NsKind) -> &NsMode {
+        match kind {
+            NsKind::Pid => &self.pid,
+            NsKind::Net => &self.net,
+            NsKind::Mount => &self.mount,
+            NsKind::Uts => &self.uts,
+            NsKind::Ipc => &self.ipc,
+            NsKind::User => &self.user,
+            NsKind::Cgroup => &self.cgroup,
+            NsKind::Time => &self.time,
+        }
+    }
+
+    /// The mode of one kind, to set it.
+    pub fn get_mut(&mut self, kind: NsKind) -> &mut NsMode {
+        match kind {
+            NsKind::Pid => &mut self.pid,
+            NsKind::Net => &mut self.net,
+            NsKind::Mount => &mut self.mount,
+            NsKind::Uts => &mut self.uts,
+            NsKind::Ipc => &mut self.ipc,
+            NsKind::User => &mut self.user,
+            NsKind::Cgroup => &mut self.cgroup,
+            NsKind::Time => &mut self.time,
+        }
+    }
+}
+
 /// Everything [`spawn`](super::spawn) needs; every value is already resolved (numbers, paths,
 /// open descriptors).
 #[derive(Debug)]
@@ -212,6 +268,7 @@ pub struct SpawnSpec {
     /// The cgroup directory the child is born in; `None` leaves it in the daemon's cgroup.
     pub cgroup: Option<PathBuf>,
     pub namespaces: Namespaces,
+    pub privileges: Privileges,
     /// `setsid(2)`: the child leads a new session and process group (pgid = its pid), so the
     /// group can be signalled as a whole and it has no controlling terminal.
     pub new_session: bool,
@@ -240,6 +297,7 @@ impl SpawnSpec {
             stderr: Stdio::Null,
             cgroup: None,
             namespaces: Namespaces::default(),
+            privileges: Privileges::default(),
             new_session: true,
             legacy_clone: false,
         }

@@ -22,10 +22,10 @@ pub struct Location {
 }
 
 impl Location {
-    /// The location of byte `offset` in `text`.
+    /// The location of byte `offset` in `text` (an offset inside a character, or past the
+    /// end, counts as that character's, or the end).
     pub fn at(file: &Path, text: &str, offset: usize) -> Self {
-        let offset = offset.min(text.len());
-        let before = &text[..floor_char_boundary(text, offset)];
+        let before = &text[..text.floor_char_boundary(offset)];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         Location {
@@ -45,11 +45,70 @@ impl Location {
     }
 }
 
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i -= 1;
+/// Where the lines of a text start, and how many characters come before each block of
+/// [`LineIndex::BLOCK`] bytes: the location of any byte offset then costs a binary search and
+/// at most a block's worth of counting. [`Location::at`] walks the text from its start, which
+/// made a file with many errors cost errors × size (20 000 unknown keys in 200 KB: 10 s).
+#[derive(Debug, Default)]
+pub struct LineIndex {
+    line_starts: Vec<usize>,
+    chars_before_block: Vec<usize>,
+}
+
+impl LineIndex {
+    const BLOCK: usize = 64;
+
+    pub fn new(text: &str) -> Self {
+        let bytes = text.as_bytes();
+        let line_starts = std::iter::once(0)
+            .chain(newlines(bytes).map(|i| i + 1))
+            .collect();
+        let mut chars_before_block = Vec::with_capacity(bytes.len() / Self::BLOCK + 1);
+        let mut chars = 0;
+        for block in bytes.chunks(Self::BLOCK) {
+            chars_before_block.push(chars);
+            chars += char_starts(block);
+        }
+        chars_before_block.push(chars);
+        LineIndex {
+            line_starts,
+            chars_before_block,
+        }
     }
-    i
+
+    /// The location of byte `offset` in `text`, the text this index was built from; the
+    /// same as [`Location::at`].
+    pub fn location(&self, file: &Path, text: &str, offset: usize) -> Location {
+        let offset = text.floor_char_boundary(offset);
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line.saturating_sub(1)];
+        Location {
+            file: file.to_path_buf(),
+            line: line.max(1),
+            column: self.chars_before(text, offset) - self.chars_before(text, line_start) + 1,
+        }
+    }
+
+    /// How many characters start before byte `offset`.
+    fn chars_before(&self, text: &str, offset: usize) -> usize {
+        let block = offset / Self::BLOCK;
+        let from = block * Self::BLOCK;
+        self.chars_before_block[block] + char_starts(&text.as_bytes()[from..offset])
+    }
+}
+
+/// The offsets of the newlines in `bytes`.
+fn newlines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i)
+}
+
+/// How many characters start in `bytes` (every byte but UTF-8 continuation bytes).
+fn char_starts(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| (**b & 0xc0) != 0x80).count()
 }
 
 impl fmt::Display for Location {
@@ -136,6 +195,34 @@ mod tests {
         assert_eq!(Location::at(p, text, off).column, 9);
         let off = text.find("\"\n").unwrap();
         assert_eq!(Location::at(p, text, off).column, 17);
+        // Inside "é" (2 bytes), and past the end.
+        let off = text.find('é').unwrap() + 1;
+        assert_eq!(Location::at(p, text, off).column, 16);
+        assert_eq!(
+            Location::at(p, text, text.len() + 5).to_string(),
+            "x.service.toml:4:1"
+        );
+    }
+
+    #[test]
+    fn the_line_index_agrees_with_the_walk_at_every_offset() {
+        let p = Path::new("x.service.toml");
+        let long_line = "é€😀a".repeat(40);
+        for text in [
+            "",
+            "\n",
+            "[unit]\ndescription = \"é\"\nslice = 3\n",
+            &format!("a = \"{long_line}\"\n\n{long_line}\nb = 1"),
+        ] {
+            let index = LineIndex::new(text);
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(
+                    index.location(p, text, offset),
+                    Location::at(p, text, offset),
+                    "{text:?} at {offset}"
+                );
+            }
+        }
     }
 
     #[test]

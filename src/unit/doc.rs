@@ -7,22 +7,34 @@
 //! report every problem at once, each at its own place.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use toml::de::{DeTable, DeValue};
 
-use super::diag::{Diagnostic, Location};
+use super::diag::{Diagnostic, LineIndex, Location};
 
 /// One source file's path and text, shared by every node parsed from it.
 #[derive(Debug)]
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
+    /// Built at the first location asked for (most files never need one).
+    lines: OnceLock<LineIndex>,
 }
 
 impl Source {
+    pub fn new(path: PathBuf, text: String) -> Self {
+        Source {
+            path,
+            text,
+            lines: OnceLock::new(),
+        }
+    }
+
     pub fn location(&self, offset: usize) -> Location {
-        Location::at(&self.path, &self.text, offset)
+        self.lines
+            .get_or_init(|| LineIndex::new(&self.text))
+            .location(&self.path, &self.text, offset)
     }
 }
 
@@ -106,10 +118,7 @@ impl Node {
 
 /// Parses one file into a table node; every TOML syntax error becomes a diagnostic.
 pub fn parse(path: &Path, text: String) -> Result<Node, Vec<Diagnostic>> {
-    let source = Arc::new(Source {
-        path: path.to_path_buf(),
-        text,
-    });
+    let source = Arc::new(Source::new(path.to_path_buf(), text));
     let (table, errors) = DeTable::parse_recoverable(&source.text);
     if !errors.is_empty() {
         return Err(errors
@@ -138,7 +147,9 @@ pub fn parse(path: &Path, text: String) -> Result<Node, Vec<Diagnostic>> {
 /// For a syntax error, the key it is in, as `[table] key`: the key written on the line it
 /// points at (`key = …`) under the nearest table header above, or the header itself.
 fn key_on_line(text: &str, offset: usize) -> Option<String> {
-    let start = text[..offset.min(text.len())]
+    // The parser's spans fall on character boundaries, but nothing promises it: an offset
+    // inside a multi-byte character is taken as that character's (slicing there panicked).
+    let start = text[..text.floor_char_boundary(offset)]
         .rfind('\n')
         .map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or_default().trim();
@@ -249,6 +260,42 @@ mod tests {
         assert!(!errs.is_empty());
         assert_eq!(errs[0].location.file, PathBuf::from("b.toml"));
         assert!(errs[0].message.starts_with("invalid TOML"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn errors_among_multi_byte_characters_name_their_key() {
+        // Every byte offset of a text full of 2-, 3- and 4-byte characters, the ones inside a
+        // character included: the key is the one on that line, under its table.
+        let text = "[unit]\ndescription = \"é€😀\"\n[service]\n😀 = \"€\"\né = [\"x\", 😀]\n";
+        for offset in 0..=text.len() + 1 {
+            let key = key_on_line(text, offset);
+            let line = text[..text.floor_char_boundary(offset)]
+                .matches('\n')
+                .count()
+                + 1;
+            let want = match line {
+                1 => "[unit]",
+                2 => "[unit] description",
+                3 => "[service]",
+                4 => "[service] 😀",
+                5 => "[service] é",
+                _ => "[service]",
+            };
+            assert_eq!(key.as_deref(), Some(want), "offset {offset}");
+        }
+        let errs = parse(Path::new("d.toml"), text.into()).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let bare_key = "invalid TOML: invalid unquoted key, expected letters, numbers, `-`, `_`";
+        assert_eq!(
+            shown,
+            [
+                format!("d.toml:4:1: error: [service] 😀: {bare_key}"),
+                format!("d.toml:5:1: error: [service] é: {bare_key}"),
+                "d.toml:5:11: error: [service] é: invalid TOML: string values must be quoted, \
+                 expected literal string"
+                    .to_string(),
+            ],
+        );
     }
 
     #[test]

@@ -144,6 +144,18 @@ impl UnitSet {
     }
 }
 
+impl UnitSet {
+    /// Unloads one unit — a transient unit collected once it stopped — and takes it out of the
+    /// graph without rebuilding it. The slices it brought stay.
+    pub fn remove(&mut self, name: &UnitName) -> Option<Entry> {
+        let entry = self.units.remove(name)?;
+        let units = &self.units;
+        self.graph
+            .remove(name, units.values().filter_map(Entry::unit));
+        Some(entry)
+    }
+}
+
 /// The files of one unit before parsing: the main file and its drop-ins in merge order.
 #[derive(Debug, Default)]
 struct Files {
@@ -277,14 +289,58 @@ pub fn load_files(paths: &[PathBuf]) -> UnitSet {
 /// Parses and validates one unit from text, as `StartTransientUnit` does; `path` names the text
 /// in messages.
 pub fn parse_unit(name: &UnitName, path: &Path, text: &str) -> Result<Unit, Vec<Diagnostic>> {
+    parse_unit_sources(name, vec![(path.to_path_buf(), text.to_string())])
+}
+
+/// Parses one unit's sources — its file and drop-ins in merge order, already read — merges
+/// them and validates the result, as loading does with the files' contents: the loader's merge
+/// path without the file system.
+pub fn parse_unit_sources(
+    name: &UnitName,
+    sources: Vec<(PathBuf, String)>,
+) -> Result<Unit, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let unit = doc::parse(path, text.to_string())
-        .map_err(|d| diags.extend(d))
-        .ok()
-        .and_then(|node| validate(name, &node, vec![path.to_path_buf()], &mut diags));
-    match unit {
+    let files = sources.iter().map(|(p, _)| p.clone()).collect();
+    let mut merged = None;
+    for (path, text) in sources {
+        merge_source(&mut merged, &path, text, &mut diags);
+    }
+    match validate_merged(name, merged, files, 0, &mut diags) {
         Some(u) if !diags.iter().any(Diagnostic::is_error) => Ok(u),
         _ => Err(diags),
+    }
+}
+
+/// Parses one source and merges it over the sources before it; syntax errors go to `diags`.
+fn merge_source(
+    merged: &mut Option<doc::Node>,
+    path: &Path,
+    text: String,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match doc::parse(path, text) {
+        Ok(node) => match merged {
+            Some(m) => m.merge(node),
+            None => *merged = Some(node),
+        },
+        Err(d) => diags.extend(d),
+    }
+}
+
+/// Validates the merged sources, unless there is none or an error was reported since
+/// `first_error` (the index in `diags` where this unit's diagnostics begin).
+fn validate_merged(
+    name: &UnitName,
+    merged: Option<doc::Node>,
+    files: Vec<PathBuf>,
+    first_error: usize,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Unit> {
+    match merged {
+        Some(node) if diags[first_error..].iter().all(|d| !d.is_error()) => {
+            validate(name, &node, files, diags)
+        }
+        _ => None,
     }
 }
 
@@ -293,31 +349,16 @@ fn load_unit(name: &UnitName, files: Vec<PathBuf>, diags: &mut Vec<Diagnostic>) 
     let first_error = diags.len();
     let mut merged: Option<doc::Node> = None;
     for path in &files {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.push(Diagnostic::error(
-                    Location::file(path),
-                    None,
-                    format!("cannot read: {e}"),
-                ));
-                continue;
-            }
-        };
-        match doc::parse(path, text) {
-            Ok(node) => match &mut merged {
-                Some(m) => m.merge(node),
-                None => merged = Some(node),
-            },
-            Err(d) => diags.extend(d),
+        match std::fs::read_to_string(path) {
+            Ok(text) => merge_source(&mut merged, path, text, diags),
+            Err(e) => diags.push(Diagnostic::error(
+                Location::file(path),
+                None,
+                format!("cannot read: {e}"),
+            )),
         }
     }
-    let unit = match merged {
-        Some(node) if diags[first_error..].iter().all(|d| !d.is_error()) => {
-            validate(name, &node, files.clone(), diags)
-        }
-        _ => None,
-    };
+    let unit = validate_merged(name, merged, files.clone(), first_error, diags);
     let state = match unit {
         Some(u) => LoadState::Loaded(Box::new(u)),
         None => LoadState::Error(
@@ -373,13 +414,18 @@ fn finish(mut set: UnitSet, mut diags: Vec<Diagnostic>) -> UnitSet {
                 }
             }
         }
-        for kind in super::model::NAMESPACE_KINDS {
+        for kind in super::model::NsKind::ALL {
             let Some(NsMode::Share(other)) = s.namespaces.get(kind) else {
                 continue;
             };
-            let at = s.namespaces.share_at.get(kind).cloned().unwrap_or_else(|| {
-                Location::file(u.files.first().map_or(Path::new(""), PathBuf::as_path))
-            });
+            let at = s
+                .namespaces
+                .share_at
+                .get(&kind)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Location::file(u.files.first().map_or(Path::new(""), PathBuf::as_path))
+                });
             let key = Some(format!("[namespaces] {kind}"));
             if *other == u.name {
                 diags.push(Diagnostic::error(

@@ -11,18 +11,46 @@ use nix::sys::signal::Signal;
 
 use super::diag::Location;
 use super::name::UnitName;
+pub use crate::caps::{Cap, CapSet};
 use crate::limits::Resources;
+pub use crate::ns::NsKind;
 
-/// A loaded unit: a service or a slice.
+/// A loaded unit: a service, a slice or a scope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unit {
     pub name: UnitName,
     pub description: String,
-    /// The unit file and its drop-ins, in merge order; empty for an implicit slice.
+    /// The unit file and its drop-ins, in merge order; empty for an implicit slice and for a
+    /// unit created over D-Bus.
     pub files: Vec<PathBuf>,
     pub resources: Resources,
-    /// `None` for a slice.
+    /// `Some` for a service.
     pub service: Option<Box<Service>>,
+    /// `Some` for a scope.
+    pub scope: Option<Box<Scope>>,
+    /// Created over D-Bus (`org.freedesktop.systemd1` `StartTransientUnit`, DESIGN §9): it has
+    /// no file, and is unloaded once it is inactive, as systemd collects transient units.
+    pub transient: bool,
+}
+
+/// A scope (DESIGN §9): processes corral did not start, adopted by PID into
+/// `<slice>/<name>.scope`, stopped by signalling its cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub slice: UnitName,
+    /// The processes it adopts when it starts.
+    pub pids: Vec<u32>,
+    /// `Delegate=yes`: the cgroup below the scope belongs to whoever asked for it (a container
+    /// runtime writes its own limits and device filter there); corral never writes inside.
+    pub delegate: bool,
+    /// From the stop signal to `cgroup.kill`, and from there to giving up.
+    pub stop_timeout: Duration,
+}
+
+impl Scope {
+    /// How long a scope's processes get to exit on SIGTERM when nothing else is said (as a
+    /// service's `stop-timeout`).
+    pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl Unit {
@@ -34,21 +62,34 @@ impl Unit {
             files: Vec::new(),
             resources: Resources::default(),
             service: None,
+            scope: None,
+            transient: false,
         }
     }
 
-    /// The slice this unit lives in: a service's `slice`, a slice's parent by name.
+    /// The slice this unit lives in: a service's or scope's `slice`, a slice's parent by name.
     pub fn slice(&self) -> Option<UnitName> {
-        match &self.service {
-            Some(s) => Some(s.slice.clone()),
-            None => self.name.parent_slice(),
+        match (&self.service, &self.scope) {
+            (Some(s), _) => Some(s.slice.clone()),
+            (None, Some(s)) => Some(s.slice.clone()),
+            (None, None) => self.name.parent_slice(),
         }
     }
 
     /// The unit's cgroup relative to the cgroup root.
     pub fn cgroup_path(&self) -> PathBuf {
-        self.name
-            .cgroup_path(self.service.as_ref().map(|s| &s.slice))
+        let slice = match (&self.service, &self.scope) {
+            (Some(s), _) => Some(&s.slice),
+            (None, Some(s)) => Some(&s.slice),
+            (None, None) => None,
+        };
+        self.name.cgroup_path(slice)
+    }
+
+    /// Whether the unit's cgroup below its own belongs to someone else (`delegate`).
+    pub fn delegated(&self) -> bool {
+        self.service.as_ref().is_some_and(|s| s.delegate)
+            || self.scope.as_ref().is_some_and(|s| s.delegate)
     }
 }
 
@@ -109,7 +150,8 @@ pub enum Output {
     Log,
     Inherit,
     Null,
-    /// An absolute path, opened (append) by corrald before exec.
+    /// An absolute path, appended to; opened by the process layer with the rules of DESIGN §2
+    /// (see [`crate::process::Stdio::File`]).
     File(PathBuf),
 }
 
@@ -156,6 +198,12 @@ pub struct Service {
     pub notify_access: NotifyAccess,
     pub stdout: Output,
     pub stderr: Output,
+    /// `PR_SET_NO_NEW_PRIVS` before exec.
+    pub no_new_privileges: bool,
+    /// The bounding set, exactly; `None` keeps the daemon's.
+    pub capabilities: Option<CapSet>,
+    /// Raised in the ambient set; within `capabilities` when that is set.
+    pub ambient_capabilities: CapSet,
     pub oom_policy: OomPolicy,
     pub delegate: bool,
     pub namespaces: Namespaces,
@@ -194,11 +242,6 @@ pub enum Propagation {
     Shared,
 }
 
-/// The eight namespace kinds, in the order they are listed in a unit file.
-pub const NAMESPACE_KINDS: [&str; 8] = [
-    "pid", "net", "mount", "uts", "ipc", "user", "cgroup", "time",
-];
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Namespaces {
     pub pid: Option<NsMode>,
@@ -228,27 +271,44 @@ pub struct Namespaces {
     /// Namespaced sysctls only, each matched to a namespace the unit gets.
     pub sysctl: BTreeMap<String, String>,
     /// Where each shared namespace (`net = "pod.service"`) was written, by kind.
-    pub share_at: BTreeMap<&'static str, Location>,
+    pub share_at: BTreeMap<NsKind, Location>,
 }
 
 impl Namespaces {
-    pub fn get(&self, kind: &str) -> Option<&NsMode> {
+    pub fn get(&self, kind: NsKind) -> Option<&NsMode> {
+        self.slot(kind).as_ref()
+    }
+
+    fn slot(&self, kind: NsKind) -> &Option<NsMode> {
         match kind {
-            "pid" => self.pid.as_ref(),
-            "net" => self.net.as_ref(),
-            "mount" => self.mount.as_ref(),
-            "uts" => self.uts.as_ref(),
-            "ipc" => self.ipc.as_ref(),
-            "user" => self.user.as_ref(),
-            "cgroup" => self.cgroup.as_ref(),
-            "time" => self.time.as_ref(),
-            _ => None,
+            NsKind::Pid => &self.pid,
+            NsKind::Net => &self.net,
+            NsKind::Mount => &self.mount,
+            NsKind::Uts => &self.uts,
+            NsKind::Ipc => &self.ipc,
+            NsKind::User => &self.user,
+            NsKind::Cgroup => &self.cgroup,
+            NsKind::Time => &self.time,
+        }
+    }
+
+    /// The mode of `kind`, to set it.
+    pub fn get_mut(&mut self, kind: NsKind) -> &mut Option<NsMode> {
+        match kind {
+            NsKind::Pid => &mut self.pid,
+            NsKind::Net => &mut self.net,
+            NsKind::Mount => &mut self.mount,
+            NsKind::Uts => &mut self.uts,
+            NsKind::Ipc => &mut self.ipc,
+            NsKind::User => &mut self.user,
+            NsKind::Cgroup => &mut self.cgroup,
+            NsKind::Time => &mut self.time,
         }
     }
 
     /// Units whose namespaces this one joins: they must be running first.
     pub fn shared_with(&self) -> impl Iterator<Item = &UnitName> {
-        NAMESPACE_KINDS.iter().filter_map(|k| match self.get(k) {
+        NsKind::ALL.into_iter().filter_map(|k| match self.get(k) {
             Some(NsMode::Share(u)) => Some(u),
             _ => None,
         })
@@ -256,7 +316,7 @@ impl Namespaces {
 }
 
 /// The namespace a sysctl belongs to, if it is namespaced at all (as the kernel has it).
-pub fn sysctl_namespace(key: &str) -> Option<&'static str> {
+pub fn sysctl_namespace(key: &str) -> Option<NsKind> {
     const IPC: [&str; 8] = [
         "kernel.shmmax",
         "kernel.shmall",
@@ -268,11 +328,11 @@ pub fn sysctl_namespace(key: &str) -> Option<&'static str> {
         "kernel.sem",
     ];
     if key.starts_with("net.") {
-        Some("net")
+        Some(NsKind::Net)
     } else if key == "kernel.hostname" || key == "kernel.domainname" {
-        Some("uts")
+        Some(NsKind::Uts)
     } else if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
-        Some("ipc")
+        Some(NsKind::Ipc)
     } else {
         None
     }

@@ -4,6 +4,10 @@
 //! A [`UnitName`] is valid by construction, so it is safe to use as a cgroup path component and
 //! in a D-Bus object path ([`UnitName::object_path_component`]). Slices nest by dash as in
 //! systemd: `apps-batch.slice` is a child of `apps.slice`, a child of `-.slice`.
+//!
+//! Three kinds (DESIGN §9): services and slices, from unit files or over D-Bus; and scopes,
+//! groups of processes corral did not start, created over D-Bus only (`org.freedesktop.systemd1`
+//! `StartTransientUnit`). A scope lives in a slice as a service does: `kubepods.slice/x.scope`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,13 +18,18 @@ use std::sync::Arc;
 pub enum Kind {
     Service,
     Slice,
+    Scope,
 }
 
 impl Kind {
+    /// Every kind, in the order messages list them.
+    pub const ALL: [Kind; 3] = [Kind::Service, Kind::Slice, Kind::Scope];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Service => "service",
             Kind::Slice => "slice",
+            Kind::Scope => "scope",
         }
     }
 }
@@ -47,12 +56,17 @@ pub enum NameError {
     #[error("unit name {0:?} contains {1:?}; allowed are letters, digits and \":_.@-\"")]
     BadChar(String, char),
     #[error(
-        "unit name {0:?} has no known kind: it must end in \".service\" or \".slice\"{hint}",
-        hint = if .0.ends_with(".scope") { " (scope units are reserved)" } else { "" }
+        "unit name {0:?} has no known kind: it must end in \".service\", \".slice\" or \".scope\""
     )]
     UnknownKind(String),
     #[error("unit name {0:?} has an empty part between dashes")]
     EmptySlicePart(String),
+    #[error(
+        "unit name {0:?} has a dash after a dot: its parent slice would be named {parent:?}, \
+         and a name never holds \"..\"",
+        parent = format!("{}..slice", .0.split_once(".-").map_or("", |(p, _)| p))
+    )]
+    DotDashInSlice(String),
 }
 
 /// A validated unit name such as `web.service` or `apps-batch.slice`.
@@ -100,11 +114,15 @@ impl UnitName {
             .rsplit_once('.')
             .ok_or(NameError::UnknownKind(s.to_string()))?;
         match kind {
-            "service" | "slice" if !stem.is_empty() => {}
+            "service" | "slice" | "scope" if !stem.is_empty() => {}
             _ => return Err(NameError::UnknownKind(s.to_string())),
         }
         if kind == "slice" && stem.split('-').any(str::is_empty) {
             return Err(NameError::EmptySlicePart(s.to_string()));
+        }
+        // `a.-b.slice` lives in `a..slice` (slices nest by dash): no such name can exist.
+        if kind == "slice" && stem.contains(".-") {
+            return Err(NameError::DotDashInSlice(s.to_string()));
         }
         Ok(UnitName(Arc::from(s)))
     }
@@ -124,6 +142,8 @@ impl UnitName {
     pub fn kind(&self) -> Kind {
         if self.0.ends_with(".slice") {
             Kind::Slice
+        } else if self.0.ends_with(".scope") {
+            Kind::Scope
         } else {
             Kind::Service
         }
@@ -139,7 +159,7 @@ impl UnitName {
     }
 
     /// The slice a slice lives in: `apps-batch.slice` → `apps.slice` → `-.slice` → none.
-    /// Services have no implied parent (their `slice` key says where they go).
+    /// Services and scopes have no implied parent (their `slice` says where they go).
     pub fn parent_slice(&self) -> Option<UnitName> {
         if self.kind() != Kind::Slice || self.is_root_slice() {
             return None;
@@ -151,12 +171,13 @@ impl UnitName {
     }
 
     /// The path of this unit's cgroup relative to the cgroup root, given the slice a service
-    /// lives in: `apps.slice/apps-batch.slice/job.service`. The root slice is the root itself.
+    /// or scope lives in: `apps.slice/apps-batch.slice/job.service`. The root slice is the
+    /// root itself.
     pub fn cgroup_path(&self, slice: Option<&UnitName>) -> PathBuf {
         let mut chain = Vec::new();
         let mut cur = match self.kind() {
             Kind::Slice => Some(self.clone()),
-            Kind::Service => {
+            Kind::Service | Kind::Scope => {
                 chain.push(self.0.to_string());
                 Some(slice.cloned().unwrap_or_else(UnitName::default_slice))
             }
@@ -234,6 +255,7 @@ mod tests {
             "-.slice",
             "a:b_c@1.service",
             "x.slice",
+            "cri-containerd-0123abcd.scope",
         ] {
             assert_eq!(UnitName::parse(s).unwrap().as_str(), s);
         }
@@ -242,6 +264,8 @@ mod tests {
             Kind::Service
         );
         assert_eq!(UnitName::parse("web.service").unwrap().stem(), "web");
+        assert_eq!(UnitName::parse("c.scope").unwrap().kind(), Kind::Scope);
+        assert_eq!(UnitName::parse("c.scope").unwrap().parent_slice(), None);
     }
 
     #[test]
@@ -268,6 +292,12 @@ mod tests {
             ),
             ("a--b.slice", NameError::EmptySlicePart("a--b.slice".into())),
             ("a-.slice", NameError::EmptySlicePart("a-.slice".into())),
+            // Its parent would be a..slice.
+            ("a.-b.slice", NameError::DotDashInSlice("a.-b.slice".into())),
+            (
+                "x-a.-b.slice",
+                NameError::DotDashInSlice("x-a.-b.slice".into()),
+            ),
         ];
         for (s, want) in cases {
             assert_eq!(UnitName::parse(s), Err(want), "{s:?}");
@@ -276,12 +306,16 @@ mod tests {
             UnitName::parse(&"a".repeat(250).add_kind()),
             Err(NameError::TooLong(_))
         ));
+        assert_eq!(
+            UnitName::parse(".scope"),
+            Err(NameError::BadStart(".scope".into(), '.'))
+        );
         assert!(
-            UnitName::parse("x.scope")
+            UnitName::parse("x.socket")
                 .unwrap_err()
                 .to_string()
-                .contains("reserved"),
-            "scope is reserved"
+                .contains("\".scope\""),
+            "the message lists every kind"
         );
     }
 
@@ -291,6 +325,23 @@ mod tests {
     impl AddKind for String {
         fn add_kind(&self) -> String {
             format!("{self}.service")
+        }
+    }
+
+    #[test]
+    fn every_parent_slice_of_a_slice_is_a_name() {
+        assert_eq!(
+            UnitName::parse("a.-b.slice").unwrap_err().to_string(),
+            "unit name \"a.-b.slice\" has a dash after a dot: its parent slice would be \
+             named \"a..slice\", and a name never holds \"..\""
+        );
+        // A dot after a dash, and a dash-dot in a service, are fine.
+        for s in ["a-.b.slice", "a.b-c.slice", "x.-y.service"] {
+            let mut cur = Some(UnitName::parse(s).unwrap());
+            while let Some(n) = cur {
+                assert_eq!(UnitName::parse(n.as_str()), Ok(n.clone()), "{s}");
+                cur = n.parent_slice();
+            }
         }
     }
 
@@ -317,6 +368,12 @@ mod tests {
         assert_eq!(
             n("x.service").cgroup_path(Some(&n("-.slice"))),
             PathBuf::from("x.service")
+        );
+        assert_eq!(
+            n("c1.scope").cgroup_path(Some(&n("kubepods-besteffort-pod1.slice"))),
+            PathBuf::from(
+                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/c1.scope"
+            )
         );
     }
 

@@ -15,78 +15,13 @@ use nix::sys::signal::Signal;
 
 use super::diag::{Diagnostic, Location, did_you_mean};
 use super::doc::{Node, Value};
+use super::keys::{self, Table as KeyTable};
 use super::model::*;
 use super::name::{Kind, UnitName};
-use crate::limits::{IO_MAX_FIELDS, IoMax, RawValue, Resources};
+use crate::caps::{self, Cap, CapSet};
+use crate::limits::{IO_MAX_FIELDS, IoMax, RESOURCE_KEYS, RawValue, Resources};
 
-const UNIT_KEYS: &[&str] = &[
-    "description",
-    "slice",
-    "requires",
-    "wants",
-    "after",
-    "before",
-    "autostart",
-];
-const SERVICE_KEYS: &[&str] = &[
-    "type",
-    "exec",
-    "exec-stop",
-    "remain-after-exit",
-    "user",
-    "group",
-    "working-directory",
-    "environment",
-    "umask",
-    "restart",
-    "restart-delay",
-    "restart-delay-max",
-    "start-limit",
-    "start-timeout",
-    "stop-timeout",
-    "stop-signal",
-    "kill-mode",
-    "notify-access",
-    "stdout",
-    "stderr",
-    "oom-policy",
-    "delegate",
-];
-const RESOURCE_KEYS: &[&str] = &crate::limits::RESOURCE_KEYS;
-const NAMESPACE_KEYS: &[&str] = &[
-    "pid",
-    "net",
-    "mount",
-    "uts",
-    "ipc",
-    "user",
-    "uid-map",
-    "gid-map",
-    "cgroup",
-    "time",
-    "monotonic-offset",
-    "boottime-offset",
-    "hostname",
-    "root",
-    "private-tmp",
-    "read-only-paths",
-    "bind",
-    "propagation",
-    "sysctl",
-];
-const TABLES: &[(&str, &[&str])] = &[
-    ("unit", UNIT_KEYS),
-    ("service", SERVICE_KEYS),
-    ("resources", RESOURCE_KEYS),
-    ("namespaces", NAMESPACE_KEYS),
-];
-
-/// Every key a service unit file may hold, as `(table, key)`: for tests and documentation.
-pub fn all_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
-    TABLES
-        .iter()
-        .flat_map(|(t, keys)| keys.iter().map(move |k| (*t, *k)))
-}
+pub use super::keys::all_keys;
 
 /// Turns a merged document into a unit. `files` are the sources in merge order. Errors and
 /// warnings go to `diags`; the unit is returned only when there was no error.
@@ -99,11 +34,21 @@ pub fn validate(
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
     let mut cx = Cx { diags };
     let kind = name.kind();
-    let allowed: &[&str] = match kind {
-        Kind::Service => &["unit", "service", "resources", "namespaces"],
-        Kind::Slice => &["unit", "resources"],
+    let allowed: &[KeyTable] = match kind {
+        Kind::Service => &KeyTable::ALL,
+        Kind::Slice => &[KeyTable::Unit, KeyTable::Resources],
+        // Refused by name before anything is read (`name_from_path`); here for completeness.
+        Kind::Scope => {
+            cx.diags.push(Diagnostic::error(
+                Location::file(&doc.source.path),
+                None,
+                scope_file(name),
+            ));
+            return None;
+        }
     };
-    let mut top = Table::new(doc, "");
+    let allowed = allowed.iter().map(|t| t.name());
+    let mut top = Table::top(doc);
     let unit_t = top.table(&mut cx, "unit");
     let service_t = if kind == Kind::Service {
         top.table(&mut cx, "service")
@@ -122,12 +67,12 @@ pub fn validate(
                 "a slice has no [{key}] table; it takes [unit] (description only) and [resources]"
             )
         } else {
-            match did_you_mean(key, allowed.iter().copied()) {
+            match did_you_mean(key, allowed.clone()) {
                 Some(s) => format!("unknown table; did you mean [{s}]?"),
                 None => format!(
                     "unknown table; expected {}",
                     allowed
-                        .iter()
+                        .clone()
                         .map(|t| format!("[{t}]"))
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -137,10 +82,9 @@ pub fn validate(
         cx.error(node.key_location(), format!("[{key}]"), msg);
     }
 
-    let mut unit_table = unit_t.map(|n| Table::new(n, "unit"));
+    let mut unit_table = Table::of(unit_t, KeyTable::Unit);
     let description = unit_table
-        .as_mut()
-        .and_then(|t| t.string(&mut cx, "description"))
+        .string(&mut cx, "description")
         .unwrap_or_default();
 
     let resources = resources_t
@@ -149,35 +93,32 @@ pub fn validate(
 
     let service = match kind {
         Kind::Slice => {
-            if let Some(t) = &mut unit_table {
-                for (key, node) in t.leftover() {
-                    let msg = if UNIT_KEYS.contains(&key) {
-                        "a slice takes only description in [unit]".to_string()
-                    } else {
-                        unknown_key_message(key, "unit", UNIT_KEYS)
-                    };
-                    cx.error(node.key_location(), format!("[unit] {key}"), msg);
-                }
+            for (key, node) in unit_table.leftover() {
+                let msg = if KeyTable::Unit.get(key).is_some() {
+                    "a slice takes only description in [unit]".to_string()
+                } else {
+                    unknown_key_message(key, KeyTable::Unit)
+                };
+                cx.error(node.key_location(), format!("[unit] {key}"), msg);
             }
             None
         }
         Kind::Service => {
-            let mut deps = Deps::default();
-            let mut slice = UnitName::default_slice();
-            let mut autostart = false;
-            if let Some(t) = &mut unit_table {
-                if let Some(s) =
-                    t.field(&mut cx, "slice", |n| unit_name_value(n, Some(Kind::Slice)))
-                {
-                    slice = s;
-                }
-                deps.requires = t.deps(&mut cx, "requires");
-                deps.wants = t.deps(&mut cx, "wants");
-                deps.after = t.deps(&mut cx, "after");
-                deps.before = t.deps(&mut cx, "before");
-                autostart = t.field(&mut cx, "autostart", bool_value).unwrap_or(false);
-                t.finish(&mut cx);
-            }
+            let t = &mut unit_table;
+            // Only a failed built-in default leaves these unset, and that is reported.
+            let slice = t
+                .field(&mut cx, "slice", |n| unit_name_value(n, Some(Kind::Slice)))
+                .unwrap_or_else(UnitName::default_slice);
+            let deps = Deps {
+                requires: t.deps(&mut cx, "requires"),
+                wants: t.deps(&mut cx, "wants"),
+                after: t.deps(&mut cx, "after"),
+                before: t.deps(&mut cx, "before"),
+            };
+            let autostart = t
+                .field(&mut cx, "autostart", bool_value)
+                .unwrap_or_default();
+            t.finish(&mut cx);
             let lists = [
                 ("requires", &deps.requires),
                 ("wants", &deps.wants),
@@ -206,6 +147,7 @@ pub fn validate(
             }
             .map(Box::new)
         }
+        Kind::Scope => None,
     };
 
     let mut resources = resources;
@@ -227,6 +169,8 @@ pub fn validate(
         files,
         resources,
         service,
+        scope: None,
+        transient: false,
     })
 }
 
@@ -240,25 +184,44 @@ impl Cx<'_> {
     }
 }
 
-/// Reads the keys of one table, remembering which were taken.
+/// Reads the keys of one table, remembering which were taken. A table of the unit-file format
+/// ([`KeyTable`]) also knows its keys, and hands out the built-in default of a key the file
+/// leaves out ([`keys::defaults`]).
 struct Table<'n> {
-    node: &'n Node,
+    node: Option<&'n Node>,
     name: &'static str,
+    /// Which table of the format this is (`None` for the document's top level).
+    format: Option<KeyTable>,
+    defaults: Option<&'static Node>,
     taken: Vec<&'n str>,
 }
 
 impl<'n> Table<'n> {
-    fn new(node: &'n Node, name: &'static str) -> Self {
+    /// The document's top level, whose keys are tables.
+    fn top(node: &'n Node) -> Self {
+        Table {
+            node: Some(node),
+            name: "",
+            format: None,
+            defaults: None,
+            taken: Vec::new(),
+        }
+    }
+
+    /// A table of the format, as the file has it (`None`: the file has no such table).
+    fn of(node: Option<&'n Node>, table: KeyTable) -> Self {
         Table {
             node,
-            name,
+            name: table.name(),
+            format: Some(table),
+            defaults: keys::defaults(table),
             taken: Vec::new(),
         }
     }
 
     fn entries(&self) -> &'n [(String, Node)] {
-        match &self.node.value {
-            Value::Table(e) => e,
+        match self.node.map(|n| &n.value) {
+            Some(Value::Table(e)) => e,
             _ => &[],
         }
     }
@@ -293,29 +256,54 @@ impl<'n> Table<'n> {
         }
     }
 
-    /// Takes a key and converts it; a conversion error is reported at the value.
+    /// Takes a key and converts it; a conversion error is reported at the value. A key with a
+    /// built-in default yields that default when the file leaves it out or its value is wrong
+    /// (so that validation goes on and finds every other problem); `None` then means only that
+    /// the key has no default.
     fn field<T>(
         &mut self,
         cx: &mut Cx,
         key: &str,
-        f: impl FnOnce(&'n Node) -> Result<T, Problem>,
+        mut f: impl FnMut(&Node) -> Result<T, Problem>,
     ) -> Option<T> {
-        let node = self.take(key)?;
-        match f(node) {
+        if let Some(node) = self.take(key) {
+            match f(node) {
+                Ok(v) => return Some(v),
+                Err(p) => self.report(cx, key, node, p),
+            }
+        }
+        let default = self.defaults.and_then(|d| d.get(key))?;
+        match f(default) {
             Ok(v) => Some(v),
             Err(p) => {
-                let label = match &p.sub {
-                    Some(sub) => format!("{}{sub}", self.key_label(key)),
-                    None => self.key_label(key),
-                };
-                cx.error(p.at.unwrap_or_else(|| node.location()), label, p.msg);
+                let p = Problem::new(format!(
+                    "internal error: the built-in default does not validate: {}",
+                    p.msg
+                ));
+                self.report(cx, key, default, p);
                 None
             }
         }
     }
 
+    fn report(&self, cx: &mut Cx, key: &str, node: &Node, p: Problem) {
+        let label = match &p.sub {
+            Some(sub) => format!("{}{sub}", self.key_label(key)),
+            None => self.key_label(key),
+        };
+        cx.error(p.at.unwrap_or_else(|| node.location()), label, p.msg);
+    }
+
     fn string(&mut self, cx: &mut Cx, key: &str) -> Option<String> {
         self.field(cx, key, |n| str_value(n).map(str::to_string))
+    }
+
+    /// The value the file wrote for `key`, if it did (not a default).
+    fn written(&self, key: &str) -> Option<&'n Node> {
+        self.entries()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, n)| n)
     }
 
     fn deps(&mut self, cx: &mut Cx, key: &str) -> Vec<Dep> {
@@ -356,36 +344,36 @@ impl<'n> Table<'n> {
 
     /// Reports every key that was not taken as unknown.
     fn finish(&self, cx: &mut Cx) {
-        let valid = TABLES
-            .iter()
-            .find(|(t, _)| *t == self.name)
-            .map_or(&[][..], |(_, k)| *k);
+        let Some(table) = self.format else { return };
         let left: Vec<_> = self.leftover().collect();
         for (key, node) in left {
             cx.error(
                 node.key_location(),
                 self.key_label(key),
-                unknown_key_message(key, self.name, valid),
+                unknown_key_message(key, table),
             );
         }
     }
 }
 
-fn unknown_key_message(key: &str, table: &str, valid: &[&str]) -> String {
-    if let Some(s) = did_you_mean(key, valid.iter().copied()) {
+fn unknown_key_message(key: &str, table: KeyTable) -> String {
+    if let Some(s) = did_you_mean(key, table.names()) {
         return format!("unknown key; did you mean \"{s}\"?");
     }
-    for (other, keys) in TABLES {
-        if *other != table && keys.contains(&key) {
-            return format!("unknown key in [{table}]; \"{key}\" belongs in [{other}]");
+    let others = || KeyTable::ALL.into_iter().filter(move |t| *t != table);
+    if let Some(other) = others().find(|t| t.get(key).is_some()) {
+        return format!(
+            "unknown key in [{}]; \"{key}\" belongs in [{}]",
+            table.name(),
+            other.name()
+        );
+    }
+    for other in KeyTable::ALL {
+        if let Some(s) = did_you_mean(key, other.names()) {
+            return format!("unknown key; did you mean \"{s}\" in [{}]?", other.name());
         }
     }
-    for (other, keys) in TABLES {
-        if let Some(s) = did_you_mean(key, keys.iter().copied()) {
-            return format!("unknown key; did you mean \"{s}\" in [{other}]?");
-        }
-    }
-    format!("unknown key in [{table}]")
+    format!("unknown key in [{}]", table.name())
 }
 
 /// A value problem: the message, and optionally a more precise place and a sub-key label.
@@ -642,18 +630,25 @@ fn environment_value(n: &Node) -> Result<BTreeMap<String, String>, Problem> {
     Ok(env)
 }
 
+/// `start-limit`: a table of `burst` and `interval`; a key left out keeps the built-in default's.
 fn start_limit_value(n: &Node) -> Result<StartLimit, Problem> {
+    let base = keys::defaults(KeyTable::Service)
+        .and_then(|d| d.get("start-limit"))
+        .filter(|d| !std::ptr::eq(*d, n))
+        .and_then(|d| start_limit_over(d, None).ok());
+    start_limit_over(n, base)
+}
+
+/// Reads a `start-limit` table over `base`; without a base both keys must be there.
+fn start_limit_over(n: &Node, base: Option<StartLimit>) -> Result<StartLimit, Problem> {
     let Value::Table(entries) = &n.value else {
         return Err(expected("a table { burst = N, interval = \"10s\" }", n));
     };
-    let mut limit = StartLimit {
-        burst: 5,
-        interval: Duration::from_secs(10),
-    };
+    let (mut burst, mut interval) = (base.map(|b| b.burst), base.map(|b| b.interval));
     for (k, v) in entries {
         match k.as_str() {
             "burst" => match v.value {
-                Value::Int(i) if (1..=i128::from(u32::MAX)).contains(&i) => limit.burst = i as u32,
+                Value::Int(i) if (1..=i128::from(u32::MAX)).contains(&i) => burst = Some(i as u32),
                 _ => {
                     return Err(Problem::at(
                         v,
@@ -663,8 +658,7 @@ fn start_limit_value(n: &Node) -> Result<StartLimit, Problem> {
                 }
             },
             "interval" => {
-                limit.interval =
-                    duration_value(v).map_err(|p| Problem::at(v, ".interval", p.msg))?;
+                interval = Some(duration_value(v).map_err(|p| Problem::at(v, ".interval", p.msg))?);
             }
             other => {
                 let mut msg = "unknown key; expected burst or interval".to_string();
@@ -679,7 +673,48 @@ fn start_limit_value(n: &Node) -> Result<StartLimit, Problem> {
             }
         }
     }
-    Ok(limit)
+    match (burst, interval) {
+        (Some(burst), Some(interval)) => Ok(StartLimit { burst, interval }),
+        _ => Err(Problem::new("needs burst and interval")),
+    }
+}
+
+/// A list of capability names such as `["CAP_NET_BIND_SERVICE"]` (any case).
+fn capabilities_value(n: &Node) -> Result<(CapSet, Vec<(Cap, Location)>), Problem> {
+    const WHAT: &str = "an array of capability names such as \"CAP_NET_BIND_SERVICE\"";
+    let Value::Array(items) = &n.value else {
+        return Err(expected(WHAT, n));
+    };
+    let mut set = CapSet::EMPTY;
+    let mut at = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Value::Str(name) = &item.value else {
+            return Err(Problem::at(
+                item,
+                format!("[{i}]"),
+                expected(WHAT, item).msg,
+            ));
+        };
+        let Some(cap) = Cap::from_name(name) else {
+            let upper = name.to_ascii_uppercase();
+            let prefixed = if upper.starts_with("CAP_") {
+                upper
+            } else {
+                format!("CAP_{upper}")
+            };
+            let mut msg = format!("unknown capability {name:?}");
+            match did_you_mean(&prefixed, caps::NAMES) {
+                Some(s) => msg.push_str(&format!("; did you mean {s:?}?")),
+                None => {
+                    msg.push_str(" (capabilities(7) lists them, e.g. \"CAP_NET_BIND_SERVICE\")")
+                }
+            }
+            return Err(Problem::at(item, format!("[{i}]"), msg));
+        };
+        set.insert(cap);
+        at.push((cap, item.location()));
+    }
+    Ok((set, at))
 }
 
 fn service(
@@ -690,7 +725,7 @@ fn service(
     deps: Deps,
     autostart: bool,
 ) -> Option<Service> {
-    let mut t = Table::new(node, "service");
+    let mut t = Table::of(Some(node), KeyTable::Service);
     #[derive(Clone, Copy, PartialEq)]
     enum Ty {
         Simple,
@@ -698,19 +733,19 @@ fn service(
         Notify,
         Oneshot,
     }
-    let ty = t
-        .field(cx, "type", |n| {
-            enum_value(
-                n,
-                &[
-                    ("simple", Ty::Simple),
-                    ("exec", Ty::Exec),
-                    ("notify", Ty::Notify),
-                    ("oneshot", Ty::Oneshot),
-                ],
-            )
-        })
-        .unwrap_or(Ty::Simple);
+    // Every key with a built-in default (keys::SERVICE) comes back `Some` unless that default
+    // failed to validate, which is reported: the `?`s at the end only ever meet an error.
+    let ty = t.field(cx, "type", |n| {
+        enum_value(
+            n,
+            &[
+                ("simple", Ty::Simple),
+                ("exec", Ty::Exec),
+                ("notify", Ty::Notify),
+                ("oneshot", Ty::Oneshot),
+            ],
+        )
+    });
     let exec_node = t.entries().iter().any(|(k, _)| k == "exec");
     let exec = t.field(cx, "exec", |n| argv_value(n, false));
     if !exec_node {
@@ -720,107 +755,67 @@ fn service(
             "missing: a service needs exec = [\"/absolute/path\", …]",
         );
     }
-    let exec_stop = t
-        .field(cx, "exec-stop", |n| argv_value(n, true))
-        .unwrap_or_default();
-    let remain_at = t
-        .entries()
-        .iter()
-        .find(|(k, _)| k == "remain-after-exit")
-        .map(|(_, n)| n.key_location());
-    let remain = t
-        .field(cx, "remain-after-exit", bool_value)
-        .unwrap_or(false);
+    let exec_stop = t.field(cx, "exec-stop", |n| argv_value(n, true));
+    let remain_at = t.written("remain-after-exit").map(Node::key_location);
+    let remain = t.field(cx, "remain-after-exit", bool_value);
     let user = t.field(cx, "user", ident_value);
     let group = t.field(cx, "group", ident_value);
-    let working_directory = t
-        .field(cx, "working-directory", abs_path_value)
-        .unwrap_or_else(|| PathBuf::from("/"));
-    let environment = t
-        .field(cx, "environment", environment_value)
-        .unwrap_or_default();
-    let umask = t.field(cx, "umask", umask_value).unwrap_or(0o022);
-    let restart_node = t
-        .entries()
-        .iter()
-        .find(|(k, _)| k == "restart")
-        .map(|(_, n)| n.location());
-    let restart = t
-        .field(cx, "restart", |n| {
-            enum_value(
-                n,
-                &[
-                    ("no", Restart::No),
-                    ("on-failure", Restart::OnFailure),
-                    ("always", Restart::Always),
-                ],
-            )
-        })
-        .unwrap_or(Restart::No);
-    let restart_delay = t
-        .field(cx, "restart-delay", duration_value)
-        .unwrap_or(Duration::from_millis(100));
-    let delay_max_at = t
-        .entries()
-        .iter()
-        .find(|(k, _)| k == "restart-delay-max")
-        .map(|(_, n)| n.location());
-    let restart_delay_max = t
-        .field(cx, "restart-delay-max", duration_value)
-        .unwrap_or(Duration::from_secs(30));
-    let start_limit = t
-        .field(cx, "start-limit", start_limit_value)
-        .unwrap_or(StartLimit {
-            burst: 5,
-            interval: Duration::from_secs(10),
-        });
-    let start_timeout = t
-        .field(cx, "start-timeout", duration_value)
-        .unwrap_or(Duration::from_secs(90));
-    let stop_timeout = t
-        .field(cx, "stop-timeout", duration_value)
-        .unwrap_or(Duration::from_secs(10));
-    let stop_signal = t
-        .field(cx, "stop-signal", signal_value)
-        .unwrap_or(Signal::SIGTERM);
-    let kill_mode = t
-        .field(cx, "kill-mode", |n| {
-            enum_value(
-                n,
-                &[
-                    ("control-group", KillMode::ControlGroup),
-                    ("process", KillMode::Process),
-                ],
-            )
-        })
-        .unwrap_or(KillMode::ControlGroup);
-    let notify_access = t
-        .field(cx, "notify-access", |n| {
-            enum_value(
-                n,
-                &[("main", NotifyAccess::Main), ("all", NotifyAccess::All)],
-            )
-        })
-        .unwrap_or(NotifyAccess::Main);
-    let stdout = t.field(cx, "stdout", output_value).unwrap_or(Output::Log);
-    let stderr = t.field(cx, "stderr", output_value).unwrap_or(Output::Log);
-    let oom_policy = t
-        .field(cx, "oom-policy", |n| {
-            enum_value(
-                n,
-                &[
-                    ("stop", OomPolicy::Stop),
-                    ("continue", OomPolicy::Continue),
-                    ("kill", OomPolicy::Kill),
-                ],
-            )
-        })
-        .unwrap_or(OomPolicy::Stop);
-    let delegate = t.field(cx, "delegate", bool_value).unwrap_or(false);
+    let working_directory = t.field(cx, "working-directory", abs_path_value);
+    let environment = t.field(cx, "environment", environment_value);
+    let umask = t.field(cx, "umask", umask_value);
+    let restart_at = t.written("restart").map(Node::location);
+    let restart = t.field(cx, "restart", |n| {
+        enum_value(
+            n,
+            &[
+                ("no", Restart::No),
+                ("on-failure", Restart::OnFailure),
+                ("always", Restart::Always),
+            ],
+        )
+    });
+    let restart_delay = t.field(cx, "restart-delay", duration_value);
+    let delay_max_at = t.written("restart-delay-max").map(Node::location);
+    let restart_delay_max = t.field(cx, "restart-delay-max", duration_value);
+    let start_limit = t.field(cx, "start-limit", start_limit_value);
+    let start_timeout = t.field(cx, "start-timeout", duration_value);
+    let stop_timeout = t.field(cx, "stop-timeout", duration_value);
+    let stop_signal = t.field(cx, "stop-signal", signal_value);
+    let kill_mode = t.field(cx, "kill-mode", |n| {
+        enum_value(
+            n,
+            &[
+                ("control-group", KillMode::ControlGroup),
+                ("process", KillMode::Process),
+            ],
+        )
+    });
+    let notify_access = t.field(cx, "notify-access", |n| {
+        enum_value(
+            n,
+            &[("main", NotifyAccess::Main), ("all", NotifyAccess::All)],
+        )
+    });
+    let stdout = t.field(cx, "stdout", output_value);
+    let stderr = t.field(cx, "stderr", output_value);
+    let no_new_privileges = t.field(cx, "no-new-privileges", bool_value);
+    let capabilities = t.field(cx, "capabilities", capabilities_value);
+    let ambient = t.field(cx, "ambient-capabilities", capabilities_value);
+    let oom_policy = t.field(cx, "oom-policy", |n| {
+        enum_value(
+            n,
+            &[
+                ("stop", OomPolicy::Stop),
+                ("continue", OomPolicy::Continue),
+                ("kill", OomPolicy::Kill),
+            ],
+        )
+    });
+    let delegate = t.field(cx, "delegate", bool_value);
     t.finish(cx);
 
-    if ty != Ty::Oneshot
-        && remain
+    if ty != Some(Ty::Oneshot)
+        && remain == Some(true)
         && let Some(at) = remain_at
     {
         cx.error(
@@ -829,32 +824,48 @@ fn service(
             "applies to type = \"oneshot\" only",
         );
     }
-    if ty == Ty::Oneshot && restart == Restart::Always {
+    if ty == Some(Ty::Oneshot) && restart == Some(Restart::Always) {
         cx.error(
-            restart_node.unwrap_or_else(|| node.location()),
+            restart_at.unwrap_or_else(|| node.location()),
             "[service] restart".into(),
             "a oneshot service can't restart always (it is meant to exit); use \"on-failure\"",
         );
     }
-    if restart_delay_max < restart_delay {
+    if let (Some(delay), Some(max)) = (restart_delay, restart_delay_max)
+        && max < delay
+    {
         cx.error(
             delay_max_at.unwrap_or_else(|| node.location()),
             "[service] restart-delay-max".into(),
             format!(
                 "{} is shorter than restart-delay ({})",
-                humantime::format_duration(restart_delay_max),
-                humantime::format_duration(restart_delay)
+                humantime::format_duration(max),
+                humantime::format_duration(delay)
             ),
         );
     }
+    // An ambient capability must stay in the bounding set: the kernel refuses to raise one
+    // that is not (PR_CAP_AMBIENT_RAISE: EPERM), so say so here, where it was written.
+    if let (Some((bounding, _)), Some((_, ambient_at))) = (&capabilities, &ambient) {
+        for (cap, at) in ambient_at.iter().filter(|(c, _)| !bounding.contains(*c)) {
+            cx.error(
+                at.clone(),
+                "[service] ambient-capabilities".into(),
+                format!(
+                    "{cap} is not in capabilities (the bounding set), so it can't be raised: \
+                     add it there too"
+                ),
+            );
+        }
+    }
 
     let namespaces = ns_node.map(|n| namespaces(cx, n)).unwrap_or_default();
-    let kind = match ty {
+    let kind = match ty? {
         Ty::Simple => ServiceType::Simple,
         Ty::Exec => ServiceType::Exec,
         Ty::Notify => ServiceType::Notify,
         Ty::Oneshot => ServiceType::Oneshot {
-            remain_after_exit: remain,
+            remain_after_exit: remain?,
         },
     };
     Some(Service {
@@ -863,25 +874,28 @@ fn service(
         autostart,
         kind,
         exec: exec?,
-        exec_stop,
+        exec_stop: exec_stop?,
         user,
         group,
-        working_directory,
-        environment,
-        umask,
-        restart,
-        restart_delay,
-        restart_delay_max,
-        start_limit,
-        start_timeout,
-        stop_timeout,
-        stop_signal,
-        kill_mode,
-        notify_access,
-        stdout,
-        stderr,
-        oom_policy,
-        delegate,
+        working_directory: working_directory?,
+        environment: environment?,
+        umask: umask?,
+        restart: restart?,
+        restart_delay: restart_delay?,
+        restart_delay_max: restart_delay_max?,
+        start_limit: start_limit?,
+        start_timeout: start_timeout?,
+        stop_timeout: stop_timeout?,
+        stop_signal: stop_signal?,
+        kill_mode: kill_mode?,
+        notify_access: notify_access?,
+        stdout: stdout?,
+        stderr: stderr?,
+        no_new_privileges: no_new_privileges?,
+        capabilities: capabilities.map(|(set, _)| set),
+        ambient_capabilities: ambient?.0,
+        oom_policy: oom_policy?,
+        delegate: delegate?,
         namespaces,
     })
 }
@@ -900,9 +914,9 @@ fn raw(n: &Node) -> Result<RawValue<'_>, Problem> {
 
 fn resources(cx: &mut Cx, unit: &UnitName, node: &Node) -> Resources {
     let mut res = Resources::default();
-    let mut t = Table::new(node, "resources");
+    let mut t = Table::of(Some(node), KeyTable::Resources);
     for key in RESOURCE_KEYS {
-        if *key == "io-max" {
+        if key == "io-max" {
             if let Some(entries) = t.field(cx, key, io_max_value) {
                 res.io_max = entries;
             }
@@ -1170,20 +1184,15 @@ fn sysctl_value(n: &Node) -> Result<BTreeMap<String, (String, Location)>, Proble
 }
 
 fn namespaces(cx: &mut Cx, node: &Node) -> Namespaces {
-    let mut t = Table::new(node, "namespaces");
+    let mut t = Table::of(Some(node), KeyTable::Namespaces);
     let mut ns = Namespaces::default();
     let mut at: BTreeMap<&str, Location> = BTreeMap::new();
     for (k, n) in t.entries() {
         at.insert(k.as_str(), n.key_location());
     }
-    ns.pid = t.field(cx, "pid", ns_mode_value).flatten();
-    ns.net = t.field(cx, "net", ns_mode_value).flatten();
-    ns.mount = t.field(cx, "mount", ns_mode_value).flatten();
-    ns.uts = t.field(cx, "uts", ns_mode_value).flatten();
-    ns.ipc = t.field(cx, "ipc", ns_mode_value).flatten();
-    ns.user = t.field(cx, "user", ns_mode_value).flatten();
-    ns.cgroup = t.field(cx, "cgroup", ns_mode_value).flatten();
-    ns.time = t.field(cx, "time", ns_mode_value).flatten();
+    for kind in NsKind::ALL {
+        *ns.get_mut(kind) = t.field(cx, kind.name(), ns_mode_value).flatten();
+    }
     ns.uid_map = t.field(cx, "uid-map", id_map_value).unwrap_or_default();
     ns.gid_map = t.field(cx, "gid-map", id_map_value).unwrap_or_default();
     ns.monotonic_offset = t.field(cx, "monotonic-offset", offset_value).unwrap_or(0);
@@ -1209,15 +1218,15 @@ fn namespaces(cx: &mut Cx, node: &Node) -> Namespaces {
         )
     });
     let sysctl = t.field(cx, "sysctl", sysctl_value).unwrap_or_default();
-    for kind in NAMESPACE_KINDS {
-        if let (Some(NsMode::Share(_)), Some(loc)) = (ns.get(kind), at.get(kind)) {
+    for kind in NsKind::ALL {
+        if let (Some(NsMode::Share(_)), Some(loc)) = (ns.get(kind), at.get(kind.name())) {
             ns.share_at.insert(kind, loc.clone());
         }
     }
     t.finish(cx);
 
     // Options that need a namespace of their own.
-    let need_new = |cx: &mut Cx, key: &str, kind: &str, mode: &Option<NsMode>| {
+    let need_new = |cx: &mut Cx, key: &str, kind: NsKind, mode: &Option<NsMode>| {
         let Some(loc) = at.get(key) else { return };
         match mode {
             Some(NsMode::New) => {}
@@ -1234,24 +1243,24 @@ fn namespaces(cx: &mut Cx, node: &Node) -> Namespaces {
         }
     };
     if !ns.uid_map.is_empty() {
-        need_new(cx, "uid-map", "user", &ns.user);
+        need_new(cx, "uid-map", NsKind::User, &ns.user);
     }
     if !ns.gid_map.is_empty() {
-        need_new(cx, "gid-map", "user", &ns.user);
+        need_new(cx, "gid-map", NsKind::User, &ns.user);
     }
     if ns.monotonic_offset != 0 || at.contains_key("monotonic-offset") {
-        need_new(cx, "monotonic-offset", "time", &ns.time);
+        need_new(cx, "monotonic-offset", NsKind::Time, &ns.time);
     }
     if ns.boottime_offset != 0 || at.contains_key("boottime-offset") {
-        need_new(cx, "boottime-offset", "time", &ns.time);
+        need_new(cx, "boottime-offset", NsKind::Time, &ns.time);
     }
     if ns.hostname.is_some() {
-        need_new(cx, "hostname", "uts", &ns.uts);
+        need_new(cx, "hostname", NsKind::Uts, &ns.uts);
     }
     // A new pid namespace brings a new mount namespace with a fresh /proc; private-tmp,
     // read-only-paths and bind imply one. `root` and `propagation` need one but imply none.
     let implied = [
-        ("pid", ns.pid == Some(NsMode::New)),
+        (NsKind::Pid.name(), ns.pid == Some(NsMode::New)),
         ("private-tmp", ns.private_tmp),
         ("read-only-paths", !ns.read_only_paths.is_empty()),
         ("bind", !ns.bind.is_empty()),
@@ -1263,15 +1272,15 @@ fn namespaces(cx: &mut Cx, node: &Node) -> Namespaces {
     } else if ns.mount != Some(NsMode::New) {
         for (key, on) in implied {
             if on {
-                need_new(cx, key, "mount", &ns.mount);
+                need_new(cx, key, NsKind::Mount, &ns.mount);
             }
         }
     }
     if ns.root.is_some() {
-        need_new(cx, "root", "mount", &ns.mount);
+        need_new(cx, "root", NsKind::Mount, &ns.mount);
     }
     if ns.propagation.is_some() {
-        need_new(cx, "propagation", "mount", &ns.mount);
+        need_new(cx, "propagation", NsKind::Mount, &ns.mount);
     }
     for (key, (value, loc)) in sysctl {
         match sysctl_namespace(&key) {
@@ -1325,5 +1334,18 @@ pub fn name_from_path(path: &Path) -> Result<UnitName, String> {
     let stem = file
         .strip_suffix(".toml")
         .ok_or_else(|| format!("unit files are named NAME.KIND.toml, not {file:?}"))?;
-    UnitName::parse(stem).map_err(|e| e.to_string())
+    let name = UnitName::parse(stem).map_err(|e| e.to_string())?;
+    if name.kind() == Kind::Scope {
+        return Err(scope_file(&name));
+    }
+    Ok(name)
+}
+
+/// Why a scope has no unit file (DESIGN §9).
+fn scope_file(name: &UnitName) -> String {
+    format!(
+        "unit name {:?} is a scope, and scopes have no unit file: they are made over D-Bus \
+         only (org.freedesktop.systemd1 StartTransientUnit, with the processes they adopt)",
+        name.as_str()
+    )
 }

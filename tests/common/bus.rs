@@ -65,6 +65,63 @@ pub fn system_config(socket: &Path, policy: &Path) -> String {
     )
 }
 
+/// A temporary directory uid 65534 can reach (0755), holding the configuration of a
+/// system-like bus (with `dbus/org.corral1.conf`) whose socket is `socket` inside it; the bus
+/// is not started.
+pub struct SystemBusDir {
+    pub dir: tempfile::TempDir,
+    pub socket: std::path::PathBuf,
+    /// `unix:path=SOCKET`.
+    pub address: String,
+    pub config: std::path::PathBuf,
+}
+
+impl SystemBusDir {
+    /// `socket` is relative to the directory (its own directory need not exist yet).
+    pub fn new(socket: &str) -> SystemBusDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let socket = dir.path().join(socket);
+        let address = format!("unix:path={}", socket.display());
+        let config = dir.path().join("system.conf");
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("dbus/org.corral1.conf");
+        std::fs::write(&config, system_config(&socket, &policy))
+            .expect("writing the bus configuration");
+        SystemBusDir {
+            dir,
+            socket,
+            address,
+            config,
+        }
+    }
+}
+
+/// The tools a VM test of the system bus copies into the guest, if one is missing.
+pub fn missing_guest_tools() -> Option<String> {
+    GUEST_TOOLS
+        .iter()
+        .find(|t| !Path::new(t).is_file())
+        .map(|t| format!("no {t} (see scripts/vm-deps)"))
+}
+
+/// dbus-daemon, busctl and setpriv, at the same paths in the guest.
+pub const GUEST_TOOLS: [&str; 3] = [
+    "/usr/bin/dbus-daemon",
+    "/usr/bin/busctl",
+    "/usr/bin/setpriv",
+];
+
+/// The guest's `/etc/dbus-1/system.conf`: the system bus on `/run/dbus/system_bus_socket`,
+/// with the corral policy at `/etc/dbus-1/org.corral1.conf`.
+pub fn guest_system_config() -> String {
+    system_config(
+        Path::new("/run/dbus/system_bus_socket"),
+        Path::new("/etc/dbus-1/org.corral1.conf"),
+    )
+}
+
 /// The session bus's policy (as in /usr/share/dbus-1/session.conf: everything allowed), on
 /// `socket` — plus `<allow user="*"/>`, so that a uid other than the bus's owner can connect
 /// at all and be judged by corrald rather than turned away by the bus.

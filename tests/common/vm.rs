@@ -35,8 +35,9 @@
 //!
 //! # Host-side guarantees
 //!
-//! - One VM at a time across every test thread and test binary: a boot holds an exclusive
-//!   `flock` on `vm-cache/boot.lock` (two TCG guests on a 2-core host starve each other).
+//! - One VM at a time on the machine, across test threads, test binaries and checkouts: a boot
+//!   holds an exclusive `flock` on `/tmp/corral-vm-boot.lock` (two TCG guests on a 2-core host
+//!   starve each other).
 //! - Every boot has a time limit; QEMU is killed and reaped when it passes, when the runner is
 //!   dropped or unwinds, and (`PR_SET_PDEATHSIG`) when the test thread itself dies.
 //! - Missing QEMU, kernel, busybox, cpio or xz is a test failure naming `scripts/vm-deps`,
@@ -465,8 +466,20 @@ impl Initramfs {
     /// `/etc/passwd` and `/etc/group` with `root` (0), `test` (1000, home `/tmp`) and `nobody`
     /// (65534, group `nogroup` or `nobody`), and an `nsswitch.conf` that reads them.
     pub fn users(&mut self) -> &mut Self {
-        self.file("/etc/passwd", PASSWD, 0o644)
-            .file("/etc/group", GROUP, 0o644)
+        self.users_and(&[])
+    }
+
+    /// [`Self::users`] plus an account and a group of the same name and number for each of
+    /// `extra` (shell `/bin/sh`, no home): an overlay's files win over the base image's.
+    pub fn users_and(&mut self, extra: &[(&str, u32)]) -> &mut Self {
+        let mut passwd = PASSWD.to_string();
+        let mut group = GROUP.to_string();
+        for (name, id) in extra {
+            passwd.push_str(&format!("{name}:x:{id}:{id}:{name}:/nonexistent:/bin/sh\n"));
+            group.push_str(&format!("{name}:x:{id}:\n"));
+        }
+        self.file("/etc/passwd", passwd, 0o644)
+            .file("/etc/group", group, 0o644)
             .file("/etc/nsswitch.conf", NSSWITCH, 0o644)
     }
 
@@ -502,6 +515,24 @@ impl Initramfs {
     /// [`Exit::Guest`]`(N)`.
     pub fn vm_exit(&mut self) -> &mut Self {
         self.file("/bin/vm-exit", VM_EXIT_SH, 0o755)
+    }
+
+    /// corrald as `/init` with corralctl, dbus-daemon, busctl and setpriv (`tools`, at their
+    /// host paths), the system bus's configuration `config` and the corral bus policy, and
+    /// `/var/log/corral`: a guest whose PID 1 starts the bus as a unit (`tests/vm/bus`).
+    pub fn system_bus(&mut self, tools: &[&str], config: &str) -> &mut Self {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        self.binary(env!("CARGO_BIN_EXE_corrald"), "/init")
+            .binary(env!("CARGO_BIN_EXE_corralctl"), "/usr/bin/corralctl");
+        for tool in tools {
+            self.binary(tool, tool);
+        }
+        self.file("/etc/dbus-1/system.conf", config, 0o644)
+            .copy(
+                repo.join("dbus/org.corral1.conf"),
+                "/etc/dbus-1/org.corral1.conf",
+            )
+            .dir("/var/log/corral", 0o755)
     }
 
     /// A directory with `mode` (an existing one just gets the mode).
@@ -967,6 +998,24 @@ impl VmOutput {
         }
     }
 
+    /// Panics unless QEMU saw exactly one power-off request (a reboot is a reset, traced by
+    /// `-trace qemu_system_shutdown_request`) and the machine ended powered off.
+    pub fn assert_one_power_off(&self) {
+        let power_offs = self
+            .qemu_stderr
+            .lines()
+            .filter(|l| l.contains("qemu_system_shutdown_request"))
+            .count();
+        if power_offs != 1 {
+            self.fail(&format!(
+                "QEMU saw {power_offs} power-off requests, expected one (a reboot is a reset)"
+            ));
+        }
+        if self.exit != Exit::PowerOff {
+            self.fail("expected a power-off at the end");
+        }
+    }
+
     /// Panics unless the guest left through `vm-exit code`.
     pub fn assert_exit(&self, code: u8) {
         if self.exit != Exit::Guest(code) {
@@ -1133,6 +1182,9 @@ impl Vm {
             "console=ttyS0".to_owned(),
             "panic=-1".to_owned(),
             "quiet".to_owned(),
+            // `quiet` keeps corrald as PID 1 to warnings on the console (DESIGN §6); the
+            // tests read its informational lines too.
+            "corral.log-level=info".to_owned(),
         ];
         words.extend(self.kernel_params.iter().cloned());
         words.extend(self.env.iter().map(|(k, v)| format!("{k}={}", quote(v))));
@@ -1268,13 +1320,16 @@ impl Vm {
     }
 }
 
-/// The exclusive boot lock: an `flock` on a file in the cache, so it serialises threads (each
-/// opens its own file description) and processes alike and dies with its holder.
+/// The exclusive boot lock: an `flock` on one file for the whole machine, so it serialises
+/// threads (each opens its own file description), test binaries and checkouts alike (several
+/// working trees on one host each have their own cache), and dies with its holder.
+/// `CORRAL_VM_LOCK` names another file.
 struct BootLock(File);
 
 impl BootLock {
     fn acquire() -> Self {
-        let path = cache_dir().join("boot.lock");
+        let path = std::env::var_os("CORRAL_VM_LOCK")
+            .map_or_else(|| PathBuf::from("/tmp/corral-vm-boot.lock"), PathBuf::from);
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -1485,7 +1540,7 @@ mod tests {
         let vm = Vm::new("/x").env("A", "b c").arg("--flag").arg("two words");
         assert_eq!(
             vm.cmdline(),
-            "console=ttyS0 panic=-1 quiet A=\"b c\" -- --flag \"two words\""
+            "console=ttyS0 panic=-1 quiet corral.log-level=info A=\"b c\" -- --flag \"two words\""
         );
     }
 }

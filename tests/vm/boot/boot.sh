@@ -42,6 +42,16 @@ case ",$opts," in
 esac
 verdict cgroup2-options "cgroup2 on /sys/fs/cgroup: $opts" is "$ok" 0
 
+# ── corralctl doctor: no daemon needed; here corrald is PID 1 on a unified cgroup2 tree ──
+doctor_ok() {
+    printf '%s\n' "$doctor" | grep -qx 'ok    layout: unified: cgroup2 at /sys/fs/cgroup' &&
+        printf '%s\n' "$doctor" | grep -q '^ok    tree: corrald is PID 1' &&
+        [ "$doctor_rc" = 0 ]
+}
+doctor=$(/usr/bin/corralctl doctor 2>&1)
+doctor_rc=$?
+verdict doctor "exit $doctor_rc; $(printf '%s\n' "$doctor" | grep -v '^ok' | tr '\n' '|')" doctor_ok
+
 # ── hostname from /etc/hostname (which starts with a comment and a blank line) ──
 want=corral-boot-test
 got=$(cat /proc/sys/kernel/hostname)

@@ -21,8 +21,8 @@ if [ "$before" -ge 35 ] && [ "$after" -le 15 ]; then
 else
     check set-limits-live FAIL "cpu ${before}% before, ${after}% after (cpu.max: $max)"
 fi
-if [ -f /run/corral/units/hog.service.d/50-limits.toml ]; then check runtime-dropin PASS
-else check runtime-dropin FAIL "no /run/corral/units/hog.service.d/50-limits.toml"; fi
+if [ -f /run/corral/units/hog.service.d/50-runtime-limits.toml ]; then check runtime-dropin PASS
+else check runtime-dropin FAIL "no /run/corral/units/hog.service.d/50-runtime-limits.toml"; fi
 
 corralctl freeze hog.service
 frozen=$(cpu_pct hog.service 2)
@@ -44,7 +44,9 @@ fi
 
 t0=$(uptime_us); corralctl stop stubborn.service; t1=$(uptime_us)
 ms=$(( (t1 - t0) / 1000 ))
-if [ "$ms" -ge 1800 ] && [ "$ms" -le 3500 ] && [ ! -d $CG/system.slice/stubborn.service ]; then
+# It waits out the stop timeout before the kill; the upper bound only catches a stop that never
+# kills (a loaded TCG guest takes seconds longer than 2 s, so it is loose on purpose).
+if [ "$ms" -ge 1800 ] && [ "$ms" -le 20000 ] && [ ! -d $CG/system.slice/stubborn.service ]; then
     check stop-timeout-kill PASS "SIGTERM ignored; cgroup.kill after ${ms} ms (stop-timeout 2s)"
 else
     check stop-timeout-kill FAIL "stop took ${ms} ms; dir: $(ls $CG/system.slice)"
