@@ -75,6 +75,8 @@ enum Control {
     Remove(UnitName),
     /// From now on, end jobs without announcing `JobRemoved` (a lost signal).
     LoseJobResults,
+    /// From now on, unload a unit once a stop has ended it, as a transient unit is.
+    CollectOnStop,
     /// Announce this many state changes and job results in one turn, far more than the
     /// notification buffer holds: job ids from 100000 up.
     Burst(u32),
@@ -101,6 +103,7 @@ async fn fake_manager(
     .collect();
     let mut next_job = 1;
     let mut lose_job_results = false;
+    let mut collect_on_stop = false;
     loop {
         let req = tokio::select! {
             req = rx.recv() => match req {
@@ -119,6 +122,7 @@ async fn fake_manager(
                         let _ = notify.send(Notification::UnitRemoved(unit));
                     }
                     Control::LoseJobResults => lose_job_results = true,
+                    Control::CollectOnStop => collect_on_stop = true,
                     Control::Jobs { from, n } => {
                         for id in from..from + n {
                             notify.send(Notification::JobRemoved {
@@ -271,9 +275,13 @@ async fn fake_manager(
                 if !lose_job_results {
                     let _ = notify.send(Notification::JobRemoved {
                         id,
-                        unit,
+                        unit: unit.clone(),
                         result: JobResult::Done,
                     });
+                }
+                if collect_on_stop && kind == JobKind::Stop {
+                    units.remove(&unit);
+                    let _ = notify.send(Notification::UnitRemoved(unit));
                 }
             }
         }
@@ -1059,6 +1067,27 @@ async fn a_client_does_not_wait_forever_for_a_lost_job_removed() {
             .expect("the job");
         assert_eq!(result, "done", "{method} {unit}");
     }
+}
+
+/// Bug: a stop whose `JobRemoved` had not been read when corralctl's quiet spell ended read the
+/// unit's state — and a transient unit is unloaded as soon as it has stopped, so the read
+/// failed with NoSuchUnit and `corralctl stop` with it (seen when a stop took the whole
+/// SIGTERM timeout, which is as long as the quiet spell). A stopped unit that is gone is done.
+#[tokio::test]
+async fn a_stop_is_done_when_its_unit_was_collected_before_the_client_looked() {
+    let fx = Fixture::start();
+    for c in [Control::LoseJobResults, Control::CollectOnStop] {
+        fx.control.send(c).await.expect("fake manager");
+    }
+    let client = corral::ctl::client::Client::connect(fx.sock.clone())
+        .await
+        .expect("corralctl's client")
+        .with_job_quiet(Duration::from_millis(200));
+    let result = tokio::time::timeout(TIMEOUT, client.job("StopUnit", "web.service", false))
+        .await
+        .expect("still waiting")
+        .expect("the stop of a unit collected once stopped");
+    assert_eq!(result, "done");
 }
 
 /// `corralctl run --wait` waits for its unit's end through `UnitStateChanged`, which a slow

@@ -11,8 +11,9 @@
 //! **Waiting for a job** is waiting for its `JobRemoved`, subscribed before the call so its
 //! end can't be missed. The daemon never drops one, but a client must not hang forever if it
 //! ever did: after [`JOB_QUIET`] without it, corralctl reads the unit's state, and a unit that
-//! has reached what the job wanted (`active` for a start, `inactive` or `failed` for a stop)
-//! ends the wait as `done`; otherwise it goes on waiting, up to [`JOB_LIMIT`] in all, then
+//! has reached what the job wanted (`active` for a start, `inactive` or `failed` for a stop,
+//! or for a stop no longer loaded: a transient unit is unloaded once stopped) ends the wait as
+//! `done`; otherwise it goes on waiting, up to [`JOB_LIMIT`] in all, then
 //! fails saying where the unit stands. (A unit already in the wanted state while its job still
 //! waits for a slow dependency would be read as done too early; rare, and only when the signal
 //! is late.)
@@ -193,14 +194,18 @@ impl Client {
 
     pub async fn unit(&self, name: &str) -> Result<Proxy<'static>, ClientError> {
         let path: OwnedObjectPath = self.manager().await?.call("GetUnit", &(name,)).await?;
-        // No property cache: every read is the daemon's answer now.
-        Ok(zbus::proxy::Builder::new(&self.conn)
+        Ok(self.unit_at(path).await?)
+    }
+
+    /// The unit object at `path`, with no property cache: every read is the daemon's answer now.
+    async fn unit_at(&self, path: OwnedObjectPath) -> zbus::Result<Proxy<'static>> {
+        zbus::proxy::Builder::new(&self.conn)
             .destination(BUS_NAME)?
             .path(path)?
             .interface(UNIT_INTERFACE)?
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
-            .await?)
+            .await
     }
 
     pub async fn list_units(&self) -> Result<Vec<UnitRow>, ClientError> {
@@ -262,16 +267,19 @@ impl Client {
                 }
                 Err(_) => {
                     // Quiet for a while: a slow job, or (it should not happen) a lost signal.
-                    let proxy = self.unit(unit).await?;
-                    let state: String = self.property(&proxy, "ActiveState").await?;
-                    let reached = if start {
-                        state == "active"
-                    } else {
-                        state == "inactive" || state == "failed"
+                    let state = self.active_state(unit).await?;
+                    let reached = match state.as_deref() {
+                        Some("active") => start,
+                        Some("inactive" | "failed") => !start,
+                        // Gone: a transient unit is unloaded once it has stopped (DESIGN §9),
+                        // possibly in the instant between its JobRemoved and this read.
+                        None => !start,
+                        Some(_) => false,
                     };
                     if reached {
                         return Ok("done".to_string());
                     }
+                    let state = state.unwrap_or_else(|| "gone".to_string());
                     if began.elapsed() >= JOB_LIMIT {
                         return Err(ClientError::Call(format!(
                             "job {id} of {unit} did not end within {} min; the unit is {state}. \
@@ -281,6 +289,26 @@ impl Client {
                     }
                 }
             }
+        }
+    }
+
+    /// A unit's `ActiveState` now, or `None` when it is not loaded (or its object went
+    /// between the lookup and the read).
+    async fn active_state(&self, unit: &str) -> Result<Option<String>, ClientError> {
+        let path: OwnedObjectPath = match self.manager().await?.call("GetUnit", &(unit,)).await {
+            Ok(path) => path,
+            Err(e) if super::tree::vanished(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match self
+            .unit_at(path)
+            .await?
+            .get_property::<String>("ActiveState")
+            .await
+        {
+            Ok(state) => Ok(Some(state)),
+            Err(e) if super::tree::vanished(&e) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
