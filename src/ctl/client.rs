@@ -11,10 +11,10 @@
 //! **Waiting for a job** is waiting for its `JobRemoved`, subscribed before the call so its
 //! end can't be missed. The daemon never drops one, but a client must not hang forever if it
 //! ever did: after [`JOB_QUIET`] without it, corralctl reads the unit's state, and a unit that
-//! has reached what the job wanted (`active` for a start, `inactive` or `failed` for a stop,
-//! or for a stop no longer loaded: a transient unit is unloaded once stopped) ends the wait as
-//! `done`; otherwise it goes on waiting, up to [`JOB_LIMIT`] in all, then
-//! fails saying where the unit stands. (A unit already in the wanted state while its job still
+//! has reached what the job wanted (`active` for a start, `inactive` or `failed` for a stop)
+//! ends the wait as `done`, and so does a unit no longer loaded (a transient unit is unloaded
+//! once it has stopped without failing); otherwise it goes on waiting, up to [`JOB_LIMIT`] in
+//! all, then fails saying where the unit stands. (A unit already in the wanted state while its job still
 //! waits for a slow dependency would be read as done too early; rare, and only when the signal
 //! is late.)
 
@@ -267,19 +267,21 @@ impl Client {
                 }
                 Err(_) => {
                     // Quiet for a while: a slow job, or (it should not happen) a lost signal.
-                    let state = self.active_state(unit).await?;
-                    let reached = match state.as_deref() {
-                        Some("active") => start,
-                        Some("inactive" | "failed") => !start,
-                        // Gone: a transient unit is unloaded once it has stopped (DESIGN §9),
-                        // possibly in the instant between its JobRemoved and this read.
-                        None => !start,
-                        Some(_) => false,
+                    let Some(state) = self.active_state(unit).await? else {
+                        // Gone: a transient unit is unloaded once it has stopped, possibly in
+                        // the instant between its JobRemoved and this read — and only when it
+                        // did not fail, for a failed one stays loaded (DESIGN §9). So its job,
+                        // a stop or a start that ran its course, is done.
+                        return Ok("done".to_string());
+                    };
+                    let reached = if start {
+                        state == "active"
+                    } else {
+                        state == "inactive" || state == "failed"
                     };
                     if reached {
                         return Ok("done".to_string());
                     }
-                    let state = state.unwrap_or_else(|| "gone".to_string());
                     if began.elapsed() >= JOB_LIMIT {
                         return Err(ClientError::Call(format!(
                             "job {id} of {unit} did not end within {} min; the unit is {state}. \
