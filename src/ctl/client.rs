@@ -14,9 +14,9 @@
 //! has reached what the job wanted (`active` for a start, `inactive` or `failed` for a stop)
 //! ends the wait as `done`, and so does a unit no longer loaded (a transient unit is unloaded
 //! once it has stopped without failing); otherwise it goes on waiting, up to [`JOB_LIMIT`] in
-//! all, then fails saying where the unit stands. (A unit already in the wanted state while its job still
-//! waits for a slow dependency would be read as done too early; rare, and only when the signal
-//! is late.)
+//! all, then fails saying where the unit stands. (A unit already in the wanted state while its
+//! job still waits for a slow dependency would be read as done too early; rare, and only when
+//! the signal is late.)
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
