@@ -58,15 +58,47 @@ pub(crate) enum Client {
 /// A connection builder for `stream` whose reader registers unit objects on demand, and what
 /// the connection's [`Objects`](super::objects::Objects) are to serve with.
 pub(crate) fn builder(stream: UnixStream, client: Client) -> (Builder<'static>, Units) {
+    let peer = Peer::of(&stream);
     let (read, write) = stream.into_split();
     let unanswered = (client == Client::One).then(|| Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)));
-    let (read, registered, wanted) = OnDemand::new(read, unanswered.clone());
+    let (mut read, registered, wanted) = OnDemand::new(read, unanswered.clone());
+    read.peer = peer;
     let write = Replies {
         inner: write,
         unanswered,
+        peer,
     };
     let socket: BoxedSplit = Split::new(Box::new(read), Box::new(write));
     (Builder::socket(socket), Units::OnDemand(registered, wanted))
+}
+
+/// The peer's `SO_PEERCRED`, read once when the connection is made: what zbus asks for to
+/// check an `EXTERNAL` authentication. zbus's own answer also looks the uid up in the user and
+/// group databases (NSS: `/etc/passwd`, `/etc/group`, maybe a network service) on a blocking
+/// thread, for every connection; nothing here uses the groups, and the D-Bus specification
+/// allows them to be absent.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    uid: u32,
+    pid: Option<u32>,
+}
+
+impl Peer {
+    fn of(stream: &UnixStream) -> Option<Peer> {
+        let cred = stream.peer_cred().ok()?;
+        Some(Peer {
+            uid: cred.uid(),
+            pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
+        })
+    }
+
+    fn credentials(self) -> ConnectionCredentials {
+        let creds = ConnectionCredentials::default().set_unix_user_id(self.uid);
+        match self.pid {
+            Some(pid) => creds.set_process_id(pid),
+            None => creds,
+        }
+    }
 }
 
 /// The error name zbus replies with, and no message, when a call's body can't be read as the
@@ -112,6 +144,7 @@ fn expects_reply(msg: &Message) -> bool {
 struct Replies {
     inner: OwnedWriteHalf,
     unanswered: Option<Arc<Semaphore>>,
+    peer: Option<Peer>,
 }
 
 #[zbus::export::async_trait::async_trait]
@@ -144,7 +177,10 @@ impl WriteHalf for Replies {
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        WriteHalf::peer_credentials(&mut self.inner).await
+        match self.peer {
+            Some(peer) => Ok(peer.credentials()),
+            None => WriteHalf::peer_credentials(&mut self.inner).await,
+        }
     }
 }
 
@@ -206,6 +242,8 @@ pub(crate) struct OnDemand<R> {
     /// With [`Client::One`]: one permit per call that may still be read before one is
     /// answered ([`Replies`] gives them back).
     unanswered: Option<Arc<Semaphore>>,
+    /// The peer's credentials, when read at connect (else zbus asks the socket).
+    peer: Option<Peer>,
 }
 
 impl<R: ReadHalf> OnDemand<R> {
@@ -222,6 +260,7 @@ impl<R: ReadHalf> OnDemand<R> {
             wanted,
             all: false,
             unanswered,
+            peer: None,
         };
         (reader, registered, requests)
     }
@@ -305,7 +344,10 @@ impl<R: ReadHalf> ReadHalf for OnDemand<R> {
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        self.inner.peer_credentials().await
+        match self.peer {
+            Some(peer) => Ok(peer.credentials()),
+            None => self.inner.peer_credentials().await,
+        }
     }
 
     fn auth_mechanism(&self) -> AuthMechanism {

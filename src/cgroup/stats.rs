@@ -45,7 +45,7 @@ impl Stats {
 
 /// Reads every figure of the cgroup at `dir`.
 pub fn read(dir: &Path) -> Stats {
-    let text = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let text = |name: &str| super::read_knob(&dir.join(name)).ok();
     let number = |name: &str| text(name).and_then(|t| parse_number(&t));
     let pressure = |name: &str| text(name).and_then(|t| parse_pressure(&t));
     Stats {
