@@ -19,12 +19,13 @@
 //! the signal is late.)
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use zbus::Connection;
-use zbus::proxy::{Proxy, SignalStream};
+use futures_util::{Stream, StreamExt};
+use zbus::proxy::Proxy;
 use zbus::zvariant::OwnedObjectPath;
+use zbus::{Connection, Message, MessageStream};
 
 use crate::bus::{BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH, Mode, UNIT_INTERFACE, bus_address};
 
@@ -32,6 +33,17 @@ use crate::bus::{BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH, Mode, UNIT_INTERFACE
 pub const JOB_QUIET: Duration = Duration::from_secs(10);
 /// How long corralctl waits for a job at the most.
 pub const JOB_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// The manager's signals of one kind, as they arrive.
+type Signals = Pin<Box<dyn Stream<Item = Message> + Send>>;
+
+/// Whether `msg`, a `UnitStateChanged`, says that `unit` ended (or can't be read: look then).
+fn ended(msg: &Message, unit: &str) -> bool {
+    match msg.body().deserialize::<(&str, &str, &str)>() {
+        Ok((name, state, _)) => name == unit && (state == "inactive" || state == "failed"),
+        Err(_) => true,
+    }
+}
 
 /// The default private socket of the system manager.
 pub const DEFAULT_SOCKET: &str = "/run/corral/private";
@@ -192,6 +204,28 @@ impl Client {
         Ok(Proxy::new(&self.conn, BUS_NAME, MANAGER_PATH, MANAGER_INTERFACE).await?)
     }
 
+    /// The manager's `member` signals from now on. On the bus through the proxy, which
+    /// follows who owns `org.corral1`; peer to peer the daemon is the only sender, and the
+    /// proxy would still ask it `GetNameOwner` (a bus method it does not serve: a failed
+    /// round trip per subscription), so the connection's messages are matched directly.
+    async fn manager_signals(
+        &self,
+        manager: &Proxy<'static>,
+        member: &'static str,
+    ) -> Result<Signals, ClientError> {
+        if self.conn.is_bus() {
+            return Ok(Box::pin(manager.receive_signal(member).await?));
+        }
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .path(MANAGER_PATH)?
+            .interface(MANAGER_INTERFACE)?
+            .member(member)?
+            .build();
+        let stream = MessageStream::for_match_rule(rule, &self.conn, None).await?;
+        Ok(Box::pin(stream.filter_map(|m| async move { m.ok() })))
+    }
+
     pub async fn unit(&self, name: &str) -> Result<Proxy<'static>, ClientError> {
         let path: OwnedObjectPath = self.manager().await?.call("GetUnit", &(name,)).await?;
         Ok(self.unit_at(path).await?)
@@ -235,7 +269,7 @@ impl Client {
         no_block: bool,
     ) -> Result<String, ClientError> {
         let manager = self.manager().await?;
-        let mut removed = manager.receive_signal("JobRemoved").await?;
+        let mut removed = self.manager_signals(&manager, "JobRemoved").await?;
         let id: u32 = manager.call(method, &(unit,)).await?;
         if no_block {
             return Ok("queued".to_string());
@@ -248,7 +282,7 @@ impl Client {
     /// `start`: the job wants the unit active (else inactive).
     async fn wait_job(
         &self,
-        removed: &mut SignalStream<'_>,
+        removed: &mut Signals,
         id: u32,
         unit: &str,
         start: bool,
@@ -422,8 +456,8 @@ impl Client {
         wait: bool,
     ) -> Result<Option<i32>, ClientError> {
         let manager = self.manager().await?;
-        let mut removed = manager.receive_signal("JobRemoved").await?;
-        let mut changed = manager.receive_signal("UnitStateChanged").await?;
+        let mut removed = self.manager_signals(&manager, "JobRemoved").await?;
+        let mut changed = self.manager_signals(&manager, "UnitStateChanged").await?;
         let id: u32 = manager.call("StartTransientUnit", &(name, toml)).await?;
         let result = self.wait_job(&mut removed, id, name, true).await?;
         if result != "done" {
@@ -435,6 +469,22 @@ impl Client {
             return Ok(None);
         }
         loop {
+            // Woken when this unit's state change says it ended; a client too slow for a
+            // burst may be spared some state changes (they are not replayed, unlike job
+            // results), so after a quiet spell it looks anyway.
+            loop {
+                match tokio::time::timeout(self.job_quiet, changed.next()).await {
+                    Ok(Some(msg)) => {
+                        if ended(&msg, name) {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                    Ok(None) => {
+                        return Err(ClientError::Call("the daemon closed the connection".into()));
+                    }
+                }
+            }
             match self.exit_status_once_ended(name).await {
                 Ok(Some(code)) => return Ok(Some(code)),
                 Ok(None) => {}
@@ -442,15 +492,6 @@ impl Client {
                 // clean end does: a failed one stays to be read.
                 Err(e) if super::tree::vanished(&e) => return Ok(Some(0)),
                 Err(e) => return Err(e.into()),
-            }
-            // Woken by the next state change of any unit; re-read ours. A client too slow for
-            // a burst may be spared some state changes (they are coalesced, unlike job
-            // results): after a quiet spell, look again anyway.
-            match tokio::time::timeout(self.job_quiet, changed.next()).await {
-                Ok(Some(_)) | Err(_) => {}
-                Ok(None) => {
-                    return Err(ClientError::Call("the daemon closed the connection".into()));
-                }
             }
         }
     }
@@ -603,5 +644,47 @@ impl Client {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_changed(unit: &str, state: &str) -> Message {
+        Message::signal(MANAGER_PATH, MANAGER_INTERFACE, "UnitStateChanged")
+            .unwrap()
+            .build(&(unit, state, "dead"))
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_units_own_end_wakes_a_run_wait() {
+        assert!(ended(
+            &state_changed("run-1.service", "inactive"),
+            "run-1.service"
+        ));
+        assert!(ended(
+            &state_changed("run-1.service", "failed"),
+            "run-1.service"
+        ));
+        assert!(!ended(
+            &state_changed("run-1.service", "active"),
+            "run-1.service"
+        ));
+        assert!(!ended(
+            &state_changed("run-1.service", "deactivating"),
+            "run-1.service"
+        ));
+        assert!(!ended(
+            &state_changed("other.service", "inactive"),
+            "run-1.service"
+        ));
+        // A signal that can't be read as one: look at the unit rather than miss its end.
+        let odd = Message::signal(MANAGER_PATH, MANAGER_INTERFACE, "UnitStateChanged")
+            .unwrap()
+            .build(&(7u32,))
+            .unwrap();
+        assert!(ended(&odd, "run-1.service"));
     }
 }
