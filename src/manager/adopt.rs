@@ -204,10 +204,23 @@ impl Manager {
             ))
         });
         let text = saved_json(running.chain(made), 64);
-        if let Err(e) =
-            crate::files::write_file(&self.state_path(), &text, crate::files::PRIVATE_MODE)
-        {
-            tracing::warn!("saving {}: {e}", self.state_path().display());
+        // The same text as the last one written (a turn whose changes cancel out, a start
+        // still launching): the file already says it.
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut h);
+            h.finish()
+        };
+        if self.saved_digest.get() == Some(digest) {
+            return;
+        }
+        match crate::files::write_file(&self.state_path(), &text, crate::files::PRIVATE_MODE) {
+            Ok(()) => self.saved_digest.set(Some(digest)),
+            Err(e) => {
+                self.saved_digest.set(None);
+                tracing::warn!("saving {}: {e}", self.state_path().display());
+            }
         }
     }
 

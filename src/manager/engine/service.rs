@@ -484,9 +484,14 @@ pub fn step(cfg: &Service, st: &mut ServiceState, ev: Event, now: Instant) -> Ve
 
 impl ServiceState {
     /// What the state file holds of this service: nothing while it is not running, else its
-    /// main process and restart count.
+    /// main process and restart count. Nor while its first launch is under way: with no main
+    /// process and no restart counted there is nothing to remember that its cgroup would not
+    /// tell a re-executed daemon (a start cut short is adopted from the cgroup alone).
     pub fn saved_part(&self) -> Option<(Option<u32>, u32)> {
-        (!matches!(self.active, ActiveState::Inactive | ActiveState::Failed))
+        let launching = self.active == ActiveState::Activating
+            && self.main_pid.is_none()
+            && self.n_restarts == 0;
+        (!matches!(self.active, ActiveState::Inactive | ActiveState::Failed) && !launching)
             .then_some((self.main_pid, self.n_restarts))
     }
 

@@ -186,6 +186,11 @@ fn a_start_realizes_the_slice_first_then_spawns() {
         },
         &["a.service activating/start", "spawn a.service#1"],
     );
+    // Launching, with no main process yet: nothing for the state file to remember.
+    assert!(
+        !w.engine.take_dirty(),
+        "a first launch under way is not saved"
+    );
     assert_eq!(
         w.spawned("a.service", 10),
         [

@@ -82,6 +82,9 @@ pub struct Manager {
     /// What a unit's cgroup last showed before it was removed (OOM kills, CPU time…): read
     /// back until the unit starts again, so a failed unit still says why.
     pub(super) last_usage: BTreeMap<UnitName, Usage>,
+    /// A digest of the state file's text as last written by us (`None`: not yet, or the
+    /// write failed), so an unchanged state is not written again.
+    pub(super) saved_digest: std::cell::Cell<Option<u64>>,
     /// Transient units that became inactive while the current input was worked off: collected
     /// once it is (DESIGN §9).
     inactive: Vec<UnitName>,
@@ -113,6 +116,7 @@ impl Manager {
             relays: super::logs::Relays::default(),
             inherited_relays: HashMap::new(),
             last_usage: BTreeMap::new(),
+            saved_digest: std::cell::Cell::new(None),
             inactive: Vec::new(),
             paths,
         })

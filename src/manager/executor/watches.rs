@@ -374,10 +374,15 @@ impl Manager {
 
     /// Sends `signal` to every process of the unit — its whole cgroup subtree — each held by
     /// a pidfd and checked to be in the subtree first. Returns how many were signalled.
+    /// An empty subtree (`cgroup.events` says so for all of it: one read) is not walked: the
+    /// usual case once a service's main process has exited.
     pub(crate) fn signal_unit(&self, name: &UnitName, signal: i32) -> usize {
         let rel = self.cgroup_path(name);
-        let ours = self.control_group(&rel);
         let dir = self.tree.root().join(&rel);
+        if cgroup::Cgroup::new(&dir).is_populated().ok() == Some(false) {
+            return 0;
+        }
+        let ours = self.control_group(&rel);
         let mut sent = 0;
         let mut todo = vec![dir.clone()];
         let mut visited = 0;
