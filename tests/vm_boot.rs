@@ -90,11 +90,8 @@ fn pid1_duties_hold_in_the_guest_kernel() {
     }
     let overlay = overlay.build();
 
-    // A small disk: /dev/vda proves virtio_blk loaded, and it counts the boots.
-    let disk = tempfile::NamedTempFile::new().expect("creating the disk image");
-    disk.as_file()
-        .set_len(1 << 20)
-        .expect("sizing the disk image");
+    // /dev/vda proves virtio_blk loaded, and it counts the boots.
+    let disk = vm::scratch_disk();
 
     let keys = KeyPresser::start();
     let vm = vm::Vm::new(vm::base_image())
@@ -105,12 +102,7 @@ fn pid1_duties_hold_in_the_guest_kernel() {
         .kernel_param("splash")
         .kernel_param("single")
         .kernel_param("3")
-        // Overrides the harness's -no-reboot: a reboot resets the machine, which boots again.
-        .qemu_arg("-action")
-        .qemu_arg("reboot=reset")
-        // QEMU's own record of a guest power-off (a reset does not go through it).
-        .qemu_arg("-trace")
-        .qemu_arg("qemu_system_shutdown_request")
+        .reset_on_reboot()
         .timeout(TIMEOUT);
     let out = keys.attach(vm).run();
     let presses = keys.presses();
@@ -235,15 +227,7 @@ fn pid1_duties_hold_in_the_guest_kernel() {
         "pid1: PowerOff",
         "reboot: Power down",
     ];
-    let mut rest = out.console.as_str();
-    for step in sequence {
-        match rest.find(step) {
-            Some(at) => rest = &rest[at + step.len()..],
-            None => out.fail(&format!(
-                "the console lacks {step:?} in the shutdown sequence {sequence:?}"
-            )),
-        }
-    }
+    out.assert_in_order(&sequence);
     let marker = fs::read(disk.path()).expect("reading the disk image back");
     if !marker.starts_with(LAST_BOOT_MARKER) {
         out.fail(&format!(

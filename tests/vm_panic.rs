@@ -29,6 +29,10 @@ use keys::KeyPresser;
 /// The time limit for both boots.
 const TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The restart cycles of `flood.service` (its `start-limit` burst); each logs one error, the
+/// failed spawn.
+const FLOOD_CYCLES: u32 = 500;
+
 #[test]
 fn pid1_reaps_and_ends_the_machine_after_a_panic_and_bounds_its_console() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/panic");
@@ -48,21 +52,14 @@ fn pid1_reaps_and_ends_the_machine_after_a_panic_and_bounds_its_console() {
     overlay.checks_dir(&dir, "/etc/corral/units");
     let overlay = overlay.build();
     // The disk counts the boots.
-    let disk = tempfile::NamedTempFile::new().expect("creating the disk image");
-    disk.as_file()
-        .set_len(1 << 20)
-        .expect("sizing the disk image");
+    let disk = vm::scratch_disk();
 
     let keys = KeyPresser::start();
     let vm = vm::Vm::new(vm::base_image())
         .initrd(overlay.path())
         .disk(disk.path())
         .env("CORRAL_TEST_PANIC", "accept")
-        // A reboot resets the machine, which boots again.
-        .qemu_arg("-action")
-        .qemu_arg("reboot=reset")
-        .qemu_arg("-trace")
-        .qemu_arg("qemu_system_shutdown_request")
+        .reset_on_reboot()
         .timeout(TIMEOUT);
     let out = keys.attach(vm).run_reported("panic");
     let presses = keys.presses();
@@ -110,15 +107,7 @@ fn pid1_reaps_and_ends_the_machine_after_a_panic_and_bounds_its_console() {
         "pid1: PowerOff",
         "reboot: Power down",
     ];
-    let mut rest = out.console.as_str();
-    for step in sequence {
-        match rest.find(step) {
-            Some(at) => rest = &rest[at + step.len()..],
-            None => out.fail(&format!(
-                "the console lacks {step:?} in the sequence {sequence:?}"
-            )),
-        }
-    }
+    out.assert_in_order(&sequence);
     if out.console.contains("no ctrl-alt-del arrived") {
         out.fail("ctrl-alt-del did not reach PID 1 after its panic");
     }
@@ -154,8 +143,22 @@ fn pid1_reaps_and_ends_the_machine_after_a_panic_and_bounds_its_console() {
             stamped.len()
         ));
     }
-    if notes == 0 {
-        out.fail("nothing was held back: the flood did not reach the bound");
+    // Whether the flood offered more errors than the bound lets through in its span. On a
+    // quiet host it does many times over; a guest slowed by a busy host may cycle so slowly
+    // that nothing needs holding back, and then only the bound above is proven.
+    let error_allowance = f64::from(WARN_BURST) + f64::from(WARN_PER_SECOND) * (span + 1.0);
+    if f64::from(FLOOD_CYCLES) > error_allowance {
+        if notes == 0 {
+            out.fail(&format!(
+                "nothing was held back, though {FLOOD_CYCLES} errors in {span:.1} s exceed \
+                 the {error_allowance:.0} the bound lets through"
+            ));
+        }
+    } else {
+        eprintln!(
+            "the flood was too slow to reach the bound ({FLOOD_CYCLES} errors in {span:.1} s, \
+             {error_allowance:.0} let through): the guest ran slowly on a busy host"
+        );
     }
 }
 

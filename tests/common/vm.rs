@@ -825,6 +825,16 @@ impl AsRef<Path> for Image {
     }
 }
 
+/// A zeroed 1 MiB raw disk image for [`Vm::disk`]: proof that `virtio_blk` loaded, and where
+/// a guest of several boots counts them.
+pub fn scratch_disk() -> tempfile::NamedTempFile {
+    let disk = tempfile::NamedTempFile::new().expect("creating a disk image");
+    disk.as_file()
+        .set_len(1 << 20)
+        .expect("sizing the disk image");
+    disk
+}
+
 /// [`Initramfs::base`] built once per test process into the cache: boot it with a small
 /// per-test overlay ([`Vm::initrd`]) whose `/init` and other files win.
 pub fn base_image() -> &'static Path {
@@ -1016,6 +1026,20 @@ impl VmOutput {
         }
     }
 
+    /// Fails unless the console holds every one of `steps`, in this order (other lines may
+    /// come between them).
+    pub fn assert_in_order(&self, steps: &[&str]) {
+        let mut rest = self.console.as_str();
+        for step in steps {
+            match rest.find(step) {
+                Some(at) => rest = &rest[at + step.len()..],
+                None => self.fail(&format!(
+                    "the console lacks {step:?} in the sequence {steps:?}"
+                )),
+            }
+        }
+    }
+
     /// Panics unless the guest left through `vm-exit code`.
     pub fn assert_exit(&self, code: u8) {
         if self.exit != Exit::Guest(code) {
@@ -1124,6 +1148,17 @@ impl Vm {
     pub fn qemu_arg(mut self, arg: impl Into<OsString>) -> Self {
         self.qemu_args.push(arg.into());
         self
+    }
+
+    /// A guest reboot resets the machine, which boots again (overriding the harness's
+    /// `-no-reboot`), and QEMU records every power-off request, for
+    /// [`VmOutput::assert_one_power_off`]: a run of several boots.
+    pub fn reset_on_reboot(self) -> Self {
+        self.qemu_arg("-action")
+            .qemu_arg("reboot=reset")
+            // QEMU's own record of a guest power-off (a reset does not go through it).
+            .qemu_arg("-trace")
+            .qemu_arg("qemu_system_shutdown_request")
     }
 
     /// A raw disk image as the next virtio-blk device (`/dev/vda`, `/dev/vdb`, …); the guest
