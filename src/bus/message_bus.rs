@@ -174,7 +174,8 @@ async fn watch_and_serve(shared: &Shared, path: &Path) -> std::io::Result<()> {
                     // Nothing to watch while connected.
                     drop(watch);
                     reported = None;
-                    let (builder, units) = on_demand::builder(stream, on_demand::Client::Many);
+                    let (builder, units) =
+                        on_demand::builder(stream, on_demand::Client::Many, None);
                     match serve(shared, builder, units).await {
                         Ok(()) => {
                             info!(

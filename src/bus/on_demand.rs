@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::os::fd::BorrowedFd;
 
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::unix::{OwnedWriteHalf, UCred};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use zbus::connection::Builder;
 use zbus::connection::socket::{BoxedSplit, ReadHalf, Split, WriteHalf};
@@ -56,9 +56,14 @@ pub(crate) enum Client {
 }
 
 /// A connection builder for `stream` whose reader registers unit objects on demand, and what
-/// the connection's [`Objects`](super::objects::Objects) are to serve with.
-pub(crate) fn builder(stream: UnixStream, client: Client) -> (Builder<'static>, Units) {
-    let peer = Peer::of(&stream);
+/// the connection's [`Objects`](super::objects::Objects) are to serve with. `peer`: the
+/// `SO_PEERCRED` the server already read, for zbus's `EXTERNAL` check (see [`Peer`]).
+pub(crate) fn builder(
+    stream: UnixStream,
+    client: Client,
+    peer: Option<UCred>,
+) -> (Builder<'static>, Units) {
+    let peer = peer.map(Peer::from);
     let (read, write) = stream.into_split();
     let unanswered = (client == Client::One).then(|| Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)));
     let (mut read, registered, wanted) = OnDemand::new(read, unanswered.clone());
@@ -72,26 +77,28 @@ pub(crate) fn builder(stream: UnixStream, client: Client) -> (Builder<'static>, 
     (Builder::socket(socket), Units::OnDemand(registered, wanted))
 }
 
-/// The peer's `SO_PEERCRED`, read once when the connection is made: what zbus asks for to
+/// The peer's `SO_PEERCRED`, read once when the connection is accepted: what zbus asks for to
 /// check an `EXTERNAL` authentication. zbus's own answer also looks the uid up in the user and
 /// group databases (NSS: `/etc/passwd`, `/etc/group`, maybe a network service) on a blocking
 /// thread, for every connection; nothing here uses the groups, and the D-Bus specification
-/// allows them to be absent.
+/// allows them to be absent. Without it (a bus connection, where corrald is the client and
+/// zbus never asks) zbus asks the socket.
 #[derive(Debug, Clone, Copy)]
 struct Peer {
     uid: u32,
     pid: Option<u32>,
 }
 
-impl Peer {
-    fn of(stream: &UnixStream) -> Option<Peer> {
-        let cred = stream.peer_cred().ok()?;
-        Some(Peer {
+impl From<UCred> for Peer {
+    fn from(cred: UCred) -> Peer {
+        Peer {
             uid: cred.uid(),
             pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
-        })
+        }
     }
+}
 
+impl Peer {
     fn credentials(self) -> ConnectionCredentials {
         let creds = ConnectionCredentials::default().set_unix_user_id(self.uid);
         match self.pid {

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::unix::UCred;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn};
@@ -246,8 +247,8 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
 }
 
 async fn serve_connection(stream: UnixStream, serial: u64, shared: Arc<Shared>) {
-    let peer_uid = match stream.peer_cred() {
-        Ok(cred) => Some(cred.uid()),
+    let peer = match stream.peer_cred() {
+        Ok(cred) => Some(cred),
         Err(e) => {
             // Without credentials the peer can still read; every state change is denied.
             warn!("SO_PEERCRED on the private socket: {e}");
@@ -256,7 +257,7 @@ async fn serve_connection(stream: UnixStream, serial: u64, shared: Arc<Shared>) 
     };
     // The same socket, to shut down when serving ends.
     let socket = stream.as_fd().try_clone_to_owned();
-    match serve(stream, serial, peer_uid, &shared).await {
+    match serve(stream, serial, peer, &shared).await {
         Ok(()) => debug!("private socket client :1.{serial} disconnected"),
         Err(e) => debug!("private socket client :1.{serial}: {e}"),
     }
@@ -271,10 +272,10 @@ async fn serve_connection(stream: UnixStream, serial: u64, shared: Arc<Shared>) 
 async fn serve(
     stream: UnixStream,
     serial: u64,
-    peer_uid: Option<u32>,
+    peer: Option<UCred>,
     shared: &Shared,
 ) -> Result<(), ServeError> {
-    let (builder, units) = on_demand::builder(stream, on_demand::Client::One);
+    let (builder, units) = on_demand::builder(stream, on_demand::Client::One, peer);
     let builder = builder
         .server(shared.guid.clone())?
         .p2p()
@@ -284,7 +285,7 @@ async fn serve(
         shared.manager.clone(),
         shared.access,
         Caller::Peer {
-            uid: peer_uid,
+            uid: peer.map(|c| c.uid()),
             serial,
         },
     );
