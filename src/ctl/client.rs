@@ -500,13 +500,7 @@ impl Client {
     async fn exit_status_once_ended(&self, name: &str) -> zbus::Result<Option<i32>> {
         let manager = Proxy::new(&self.conn, BUS_NAME, MANAGER_PATH, MANAGER_INTERFACE).await?;
         let path: OwnedObjectPath = manager.call("GetUnit", &(name,)).await?;
-        let unit = zbus::proxy::Builder::<Proxy<'_>>::new(&self.conn)
-            .destination(BUS_NAME)?
-            .path(path)?
-            .interface(UNIT_INTERFACE)?
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await?;
+        let unit = self.unit_at(path).await?;
         let state: String = unit.get_property("ActiveState").await?;
         if state == "inactive" || state == "failed" {
             return Ok(Some(unit.get_property("ExitStatus").await?));
@@ -625,13 +619,7 @@ impl Client {
             self.manager().await?.call("ListUnits", &()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for (name, description, load_state, active_state, sub_state, path) in rows {
-            let proxy = zbus::proxy::Builder::new(&self.conn)
-                .destination(BUS_NAME)?
-                .path(path)?
-                .interface(UNIT_INTERFACE)?
-                .cache_properties(zbus::proxy::CacheProperties::No)
-                .build()
-                .await?;
+            let proxy = self.unit_at(path).await?;
             out.push(UnitObject {
                 row: UnitRow {
                     name,
