@@ -380,6 +380,13 @@ pub fn remove_dir(path: &Path) -> Result<(), CgroupError> {
 
 /// Removes `path` and every cgroup below it, children before parents.
 pub fn remove_subtree(path: &Path) -> Result<(), CgroupError> {
+    // Most cgroups have no child cgroup: one `rmdir`, no listing. It fails with EBUSY when
+    // there are children (or processes still leaving): then bottom-up, with the retry.
+    match fs::remove_dir(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     let entries = match fs::read_dir(path) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -16,11 +16,12 @@
 //! signalfd (SIGCHLD), `cgroup.events`/`memory.events` changes on an inotify fd, launch
 //! outcomes on a channel, and the only timer is the engine's nearest deadline.
 
+mod announce;
 mod launch;
 mod properties;
 mod watches;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -72,6 +73,12 @@ pub struct Manager {
     reaper: Reaper,
     /// Announcements to the bus (state changes, finished jobs).
     pub(super) notify: Notifier,
+    /// State changes of the current turn not announced yet ([`announce`]).
+    changes: announce::Announcements,
+    /// Units whose cgroup `cgroup.events` showed empty this turn: a main process's exit
+    /// signals the rest, checks for emptiness and removes the cgroup, one read for all three.
+    /// Forgotten at the end of the turn, and for a unit when something is launched into it.
+    empty_this_turn: HashSet<UnitName>,
     /// Set by `PowerOff`/`Reboot`/`Reexec`: stop every unit (or none), then end like that.
     pub(super) shutdown: Option<ShutdownKind>,
     notify_socket: NotifySocket,
@@ -111,6 +118,8 @@ impl Manager {
             launches: launch::Launches::new(),
             reaper: Reaper::new().map_err(std::io::Error::from)?,
             notify,
+            changes: announce::Announcements::default(),
+            empty_this_turn: HashSet::new(),
             shutdown: None,
             notify_socket: NotifySocket::bind(&paths.runtime_dir.join("notify"))?,
             relays: super::logs::Relays::default(),
@@ -153,10 +162,17 @@ impl Manager {
                 self.perform(effect, &mut inputs);
             }
         }
+        self.announce_changes();
+        self.empty_this_turn.clear();
         self.collect_transients();
     }
 
     fn perform(&mut self, effect: Effect, inputs: &mut VecDeque<Input>) {
+        if let Effect::Spawn { unit, .. } | Effect::SpawnControl(unit) | Effect::AttachScope(unit) =
+            &effect
+        {
+            self.empty_this_turn.remove(unit);
+        }
         match effect {
             Effect::Spawn { unit, seq } => {
                 if let Err(e) = self.launch_main(&unit, seq) {
@@ -176,7 +192,9 @@ impl Manager {
                 target,
             } => match target {
                 Target::All => {
-                    self.signal_unit(&unit, signal);
+                    if !self.cgroup_empty(&unit) {
+                        self.signal_unit(&unit, signal);
+                    }
                 }
                 Target::Main(pid) => self.signal_main(&unit, pid, signal),
             },
@@ -188,11 +206,7 @@ impl Manager {
                 }
             }
             Effect::CheckEmpty(unit) => {
-                let populated = self
-                    .tree
-                    .cgroup(self.cgroup_path(&unit))
-                    .is_ok_and(|c| c.is_populated().unwrap_or(false));
-                if !populated {
+                if self.cgroup_empty(&unit) {
                     inputs.push_back(Input::CgroupEmpty(unit));
                 }
             }
@@ -222,6 +236,8 @@ impl Manager {
                     result.as_str()
                 };
                 tracing::info!(unit = %unit, "job {word}");
+                // The state the job left its unit in is heard before its result.
+                self.announce_changes();
                 let _ = self
                     .notify
                     .send(Notification::JobRemoved { id, unit, result });
@@ -243,13 +259,32 @@ impl Manager {
                 if to.0 == ActiveState::Inactive {
                     self.inactive.push(unit.clone());
                 }
-                let _ = self.notify.send(Notification::UnitStateChanged {
-                    unit,
-                    active_state: to.0,
-                    sub_state: to.1,
-                });
+                self.changes.changed(&unit, from, to);
             }
             Effect::Note { unit, text } => tracing::warn!(unit = %unit, "{text}"),
+        }
+    }
+
+    /// Whether the unit's cgroup subtree holds no process (or is gone, or unreadable: then
+    /// there is nothing to wait for); read once a turn while it says empty.
+    fn cgroup_empty(&mut self, name: &UnitName) -> bool {
+        if self.empty_this_turn.contains(name) {
+            return true;
+        }
+        let empty = !self
+            .tree
+            .cgroup(self.cgroup_path(name))
+            .is_ok_and(|c| c.is_populated().unwrap_or(false));
+        if empty {
+            self.empty_this_turn.insert(name.clone());
+        }
+        empty
+    }
+
+    /// Sends the state changes owed (once per unit, see [`announce`]).
+    fn announce_changes(&mut self) {
+        for n in self.changes.take() {
+            let _ = self.notify.send(n);
         }
     }
 
@@ -296,11 +331,14 @@ impl Manager {
         let Ok(cg) = self.tree.cgroup(&rel) else {
             return;
         };
-        if cg.is_populated().unwrap_or(false) {
+        if !self.cgroup_empty(name) {
             tracing::info!(unit = %name, "processes remain in the unit's cgroup");
             return;
         }
-        if cg.exists() {
+        // What it showed is kept to be read while the unit stays loaded: a transient unit
+        // that ended cleanly is collected at the end of this turn, unread.
+        let collected = self.collectable(name, &self.paths.runtime_dir.join("units"));
+        if !collected && cg.exists() {
             self.last_usage
                 .insert(name.clone(), properties::usage_of(&cg));
         }
@@ -324,22 +362,26 @@ impl Manager {
     fn collect_transients(&mut self) {
         let dir = self.paths.runtime_dir.join("units");
         for name in std::mem::take(&mut self.inactive) {
-            let inactive = self.engine.active_sub(&name).0 == ActiveState::Inactive;
-            let transient = self.units.units.get(&name).is_some_and(|e| {
-                e.unit().is_some_and(|u| u.transient)
-                    || e.files.first().is_some_and(|f| {
-                        f.parent() == Some(dir.as_path())
-                            && f.file_name().and_then(|n| n.to_str())
-                                == Some(&format!("{name}.toml"))
-                    })
-            });
-            let holds_units =
-                name.kind() == Kind::Slice && self.units.graph.required_by(&name).next().is_some();
-            if !inactive || !transient || holds_units || self.engine.is_busy(&name) {
-                continue;
+            if self.collectable(&name, &dir) {
+                self.unload_transient(&name);
             }
-            self.unload_transient(&name);
         }
+    }
+
+    /// Whether `name` is a transient unit (or one whose file is in the runtime units
+    /// directory `dir`) that is inactive, has no job and holds no unit: it goes now.
+    fn collectable(&self, name: &UnitName, dir: &std::path::Path) -> bool {
+        let inactive = self.engine.active_sub(name).0 == ActiveState::Inactive;
+        let transient = self.units.units.get(name).is_some_and(|e| {
+            e.unit().is_some_and(|u| u.transient)
+                || e.files.first().is_some_and(|f| {
+                    f.parent() == Some(dir)
+                        && f.file_name().and_then(|n| n.to_str()) == Some(&format!("{name}.toml"))
+                })
+        });
+        let holds_units =
+            name.kind() == Kind::Slice && self.units.graph.required_by(name).next().is_some();
+        inactive && transient && !holds_units && !self.engine.is_busy(name)
     }
 
     /// Removes a transient unit's files and forgets it.
