@@ -52,16 +52,16 @@ pub fn write_file(path: &Path, text: impl AsRef<[u8]>, mode: u32) -> io::Result<
     tmp_name.push(path.file_name().unwrap_or(path.as_os_str()));
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
-    // Left over by a write that was cut short (a crash): ours, in a directory of ours.
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        other => other?,
-    }
-    // The directory is made when the write finds it missing, not before every write (a
-    // `mkdir` and a `statx` per transient start and per state file write).
+    // The directory is made when the write finds it missing, and a temporary file left by a
+    // write that was cut short (a crash: ours, in a directory of ours) removed when it is in
+    // the way — not looked for before every write (per transient start and state file write).
     let mut file = match create_new(&tmp, mode) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             create_dir_all(dir, DIR_MODE)?;
+            create_new(&tmp, mode)?
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&tmp)?;
             create_new(&tmp, mode)?
         }
         other => other?,

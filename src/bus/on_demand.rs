@@ -116,10 +116,12 @@ const ZBUS_ERROR: &str = "org.freedesktop.zbus.Error";
 /// The same reply as `InvalidArgs` with a message saying what was wrong, for an error `msg`
 /// that zbus sent nameless (see [`ZBUS_ERROR`]): every bad call gets a clear answer.
 fn word_unread_arguments(msg: &Message) -> Option<Message> {
+    // Every message written passes here: its header is parsed only for an error.
+    if msg.message_type() != Type::Error {
+        return None;
+    }
     let header = msg.header();
-    if msg.message_type() != Type::Error
-        || header.error_name().is_none_or(|n| n.as_str() != ZBUS_ERROR)
-    {
+    if header.error_name().is_none_or(|n| n.as_str() != ZBUS_ERROR) {
         return None;
     }
     let mut reply = Message::error(&header, "org.freedesktop.DBus.Error.InvalidArgs")

@@ -250,6 +250,10 @@ pub(crate) fn apply_fresh(
     avail: &Availability,
 ) -> Result<Vec<Warning>, CgroupError> {
     let settings = plan(res, host, false)?;
+    // Most units set no limit: their new cgroup is not read at all.
+    if settings.iter().all(|s| s.value.is_none()) {
+        return Ok(Vec::new());
+    }
     let mut gate = Gate::new(dir, avail);
     for s in &settings {
         let Some(value) = &s.value else { continue };
