@@ -39,7 +39,8 @@ const TICKS_PER_SEC: u64 = 100;
 pub enum Init {
     Corral,
     Systemd,
-    /// The floor: busybox `sh` as PID 1 mounting `/proc`, forking the 20 `/bin/sleep`s and
+    /// The floor: busybox `sh` as PID 1 mounting `/proc` and `/dev` (a background job's stdin
+    /// is `/dev/null`: without it no sleep starts), forking the 20 `/bin/sleep`s and
     /// running the report — what any init must do, without supervising anything. busybox runs
     /// `/bin/sleep` as an applet in the forked child (no `execve`, so its command line is not
     /// `/bin/sleep 100000`): the `sleeps` it reports is not a count, and it makes no `run` calls.
@@ -108,7 +109,7 @@ pub fn image(init: Init, corrald: &Path, corralctl: &Path, runs: usize) -> vm::I
     match init {
         Init::Floor => {
             let init = format!(
-                "#!/bin/sh\nmount -t proc proc /proc\ni=0\nwhile [ $i -lt {SERVICES} ]; do \
+                "#!/bin/sh\nmount -t proc proc /proc\nmount -t devtmpfs devtmpfs /dev\ni=0\nwhile [ $i -lt {SERVICES} ]; do \
                  /bin/sleep 100000 & i=$((i + 1)); done\nexec /bin/sh /checks/compare.sh\n"
             );
             overlay.file("/init", init, 0o755);
