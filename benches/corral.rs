@@ -108,8 +108,8 @@ struct Opts {
 impl Opts {
     fn wants(&self, part: &str) -> bool {
         if self.only.is_empty() {
-            // The VM comparison takes minutes of emulation: only when asked for.
-            return part != "vm";
+            // The VM comparison and profile take minutes of emulation: only when asked for.
+            return part != "vm" && part != "vm-profile";
         }
         self.only.iter().any(|p| p == part)
     }
@@ -141,6 +141,7 @@ impl Opts {
                 "--idle-secs" => o.idle_secs = num("--idle-secs")?,
                 "--only" => o.only.push(args.next().context("--only needs a part")?),
                 "--vm" => o.only.push("vm".into()),
+                "--vm-profile" => o.only.push("vm-profile".into()),
                 "--boots" => o.boots = num("--boots")?.max(1) as usize,
                 "--runs" => o.runs = num("--runs")?.max(1) as usize,
                 "--corrald" => daemon = Some(args.next().context("--corrald needs a path")?.into()),
@@ -161,7 +162,8 @@ impl Opts {
                          --quick         200 starts, 20 ctl starts, 5 s idle\n  --out FILE      \
                          also write the table there\n  --only PART     start, stuck, idle, burst, \
                          big or vm (repeatable)\n  --vm            the VM comparison with systemd \
-                         252 (only)\n  --boots N       boots of each PID 1 in it (3)\n  \
+                         252 (only)\n  --vm-profile    PID 1's perf profile over --runs calls in that \
+                         VM (only; a corrald with symbols, see docs/PERFORMANCE.md)\n  --boots N       boots of each PID 1 in it (3)\n  \
                          --runs N        `run` calls per boot in it (50)\n  --corrald PATH  \
                          measure another corrald (and --corralctl PATH)"
                     );
@@ -1302,6 +1304,25 @@ async fn run(opts: &Opts, mount: &Path, t: &mut Table) -> Result<()> {
     if opts.wants("vm") {
         vm_compare(opts, t)?;
     }
+    if opts.wants("vm-profile") {
+        vm_profile(opts)?;
+    }
+    Ok(())
+}
+
+/// PID 1's profile over `runs` calls in the comparison's corral VM, printed as perf gives it
+/// (inclusive shares by function); no figure for the table.
+fn vm_profile(opts: &Opts) -> Result<()> {
+    let Some(image) = compare::profile_image(corrald(), corralctl(), opts.runs) else {
+        bail!("the VM profile needs perf (apt-get install linux-perf)");
+    };
+    let report = std::panic::catch_unwind(|| compare::profile(&image))
+        .map_err(|_| anyhow::anyhow!("the profiled boot failed (its console is above)"))?;
+    println!(
+        "PID 1 in the VM over {} `run --wait /bin/true` calls ({}), inclusive shares:\n{report}",
+        opts.runs,
+        corrald().display()
+    );
     Ok(())
 }
 

@@ -96,6 +96,51 @@ pub fn systemd_available() -> bool {
 /// The image overlay for `init`, with `runs` `run` calls after boot. `corrald` and `corralctl`
 /// are the binaries to measure.
 pub fn image(init: Init, corrald: &Path, corralctl: &Path, runs: usize) -> vm::Image {
+    overlay(init, corrald, corralctl, runs).build()
+}
+
+/// The corral image of [`image`] whose unit after the services profiles PID 1 with `perf`
+/// over `runs` calls instead (`tests/vm/compare/profile.sh`); `None` without `/usr/bin/perf`
+/// (Debian's `linux-perf`). `corrald` should keep its symbols (a release build with
+/// `CARGO_PROFILE_RELEASE_STRIP=false`).
+pub fn profile_image(corrald: &Path, corralctl: &Path, runs: usize) -> Option<vm::Image> {
+    let perf = Path::new("/usr/bin/perf");
+    if !perf.is_file() {
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/compare/profile.sh");
+    let mut overlay = overlay(Init::Corral, corrald, corralctl, runs);
+    overlay
+        .copy(&script, "/checks/compare.sh")
+        .binary(perf, perf);
+    Some(overlay.build())
+}
+
+/// Boots a [`profile_image`] and returns perf's report of PID 1 (its inclusive shares by
+/// function); panics with the console's tail when the guest did not give one.
+pub fn profile(image: &vm::Image) -> String {
+    let out = vm::Vm::new(vm::base_image())
+        .initrd(image.path())
+        .memory_mib(1024)
+        .timeout(Duration::from_secs(900))
+        .kernel_param("corral.log-level=warn")
+        .kernel_param("corral.no-bus")
+        .run_reported("corral, profiled");
+    out.assert_passed(&["profile"]);
+    let report: Vec<&str> = out
+        .console
+        .lines()
+        .skip_while(|l| !l.contains("PROFILE-BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.contains("PROFILE-END"))
+        .collect();
+    if report.is_empty() {
+        out.fail("perf printed no report");
+    }
+    report.join("\n")
+}
+
+fn overlay(init: Init, corrald: &Path, corralctl: &Path, runs: usize) -> vm::Initramfs {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/compare/compare.sh");
     let mut overlay = vm::Initramfs::new();
     overlay.copy(&script, "/checks/compare.sh").file(
@@ -189,7 +234,7 @@ pub fn image(init: Init, corrald: &Path, corralctl: &Path, runs: usize) -> vm::I
                 );
         }
     }
-    overlay.build()
+    overlay
 }
 
 /// Boots `image` (from [`image`] for `init`) once and reads its figures; panics with the
