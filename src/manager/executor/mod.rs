@@ -193,7 +193,7 @@ impl Manager {
             } => match target {
                 Target::All => {
                     if !self.cgroup_empty(&unit) {
-                        self.signal_unit(&unit, signal);
+                        self.signal_populated(&unit, signal);
                     }
                 }
                 Target::Main(pid) => self.signal_main(&unit, pid, signal),
@@ -337,7 +337,7 @@ impl Manager {
         }
         // What it showed is kept to be read while the unit stays loaded: a transient unit
         // that ended cleanly is collected at the end of this turn, unread.
-        let collected = self.collectable(name, &self.paths.runtime_dir.join("units"));
+        let collected = self.collectable(name);
         if !collected && cg.exists() {
             self.last_usage
                 .insert(name.clone(), properties::usage_of(&cg));
@@ -360,17 +360,18 @@ impl Manager {
     /// Units made over D-Bus (scopes, slices) are transient too; a slice stays while a unit
     /// still lives in it.
     fn collect_transients(&mut self) {
-        let dir = self.paths.runtime_dir.join("units");
         for name in std::mem::take(&mut self.inactive) {
-            if self.collectable(&name, &dir) {
+            if self.collectable(&name) {
                 self.unload_transient(&name);
             }
         }
     }
 
     /// Whether `name` is a transient unit (or one whose file is in the runtime units
-    /// directory `dir`) that is inactive, has no job and holds no unit: it goes now.
-    fn collectable(&self, name: &UnitName, dir: &std::path::Path) -> bool {
+    /// directory) that is inactive, has no job and holds no unit: it goes now.
+    fn collectable(&self, name: &UnitName) -> bool {
+        let dir = self.paths.runtime_dir.join("units");
+        let dir = dir.as_path();
         let inactive = self.engine.active_sub(name).0 == ActiveState::Inactive;
         let transient = self.units.units.get(name).is_some_and(|e| {
             e.unit().is_some_and(|u| u.transient)

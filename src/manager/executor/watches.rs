@@ -377,11 +377,18 @@ impl Manager {
     /// An empty subtree (`cgroup.events` says so for all of it: one read) is not walked: the
     /// usual case once a service's main process has exited.
     pub(crate) fn signal_unit(&self, name: &UnitName, signal: i32) -> usize {
-        let rel = self.cgroup_path(name);
-        let dir = self.tree.root().join(&rel);
+        let dir = self.tree.root().join(self.cgroup_path(name));
         if cgroup::Cgroup::new(&dir).is_populated().ok() == Some(false) {
             return 0;
         }
+        self.signal_populated(name, signal)
+    }
+
+    /// [`Self::signal_unit`] for a unit whose subtree was just read as populated: walked
+    /// without reading `cgroup.events` again.
+    pub(crate) fn signal_populated(&self, name: &UnitName, signal: i32) -> usize {
+        let rel = self.cgroup_path(name);
+        let dir = self.tree.root().join(&rel);
         let ours = self.control_group(&rel);
         let mut sent = 0;
         let mut todo = vec![dir.clone()];
