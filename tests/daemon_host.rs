@@ -579,3 +579,69 @@ fn a_panic_in_a_task_or_the_loop_is_logged_and_ends_the_daemon() {
         assert!(status.success(), "{log}");
     }
 }
+
+/// A service that leaves a process behind (kill-mode = process) keeps its cgroup, and so its
+/// slice's, while the process lives; nothing waits for them on the loop (the slice's `rmdir`
+/// meets EBUSY once and is put off); both go when the process does, on its `cgroup.events`.
+#[test]
+fn a_cgroup_held_by_a_leftover_process_goes_when_the_process_does() {
+    let out = tempfile::tempdir().unwrap();
+    let pid_file = out.path().join("stray.pid");
+    let units = [(
+        "stray.service.toml",
+        format!(
+            "[unit]\nslice = \"batch.slice\"\n[service]\nkill-mode = \"process\"\n\
+             exec = [\"/bin/sh\", \"-c\", \"sleep 1000 & echo $! > {}\"]\n",
+            pid_file.display()
+        ),
+    )];
+    let Some(d) = daemon::Daemon::start("leftover", &units) else {
+        skip::skipped("no cgroup2 mount on this host");
+        return;
+    };
+    let slice = d.root.0.join("batch.slice");
+    let unit = slice.join("stray.service");
+    let ok = |args: &[&str]| {
+        let o = d.ctl(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(&["start", "stray.service"]);
+    wait_for("the stray's pid", Duration::from_secs(10), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let stray: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for("the service inactive", Duration::from_secs(10), || {
+        ok(&["status", "stray.service"]).contains("inactive")
+    });
+    let procs = std::fs::read_to_string(unit.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == stray.to_string()),
+        "the stray is not in the unit's cgroup: {procs}"
+    );
+
+    // The slice stops; its cgroup holds the unit's, which holds the stray.
+    ok(&["stop", "batch.slice"]);
+    assert!(unit.is_dir(), "a cgroup with a process in it went");
+    assert!(ok(&["list"]).contains("stray.service"));
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stray),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("both cgroups gone", Duration::from_secs(10), || {
+        !unit.exists() && !slice.exists()
+    });
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+}

@@ -131,6 +131,12 @@ impl CgroupError {
     pub fn is_not_found(&self) -> bool {
         self.errno() == Some(nix::errno::Errno::ENOENT)
     }
+
+    /// True when a cgroup could not be removed because it still holds a process or a child
+    /// cgroup (EBUSY): try again when its `cgroup.events` says empty.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, CgroupError::Remove { .. }) && self.errno() == Some(nix::errno::Errno::EBUSY)
+    }
 }
 
 fn on_path(path: &Path) -> String {
@@ -567,7 +573,7 @@ impl Cgroup {
         cpuset::read_effective(&self.path)
     }
 
-    /// Removes this (empty, childless) cgroup; see [`tree::remove_dir`] for the retry on EBUSY.
+    /// Removes this (empty, childless) cgroup; see [`tree::remove_dir`] for EBUSY.
     /// A cgroup that is already gone is fine.
     pub fn remove(&self) -> Result<(), CgroupError> {
         tree::remove_dir(&self.path)

@@ -36,7 +36,6 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::settings::{self, HostInfo, LimitsDiff};
 use super::{
@@ -334,54 +333,28 @@ fn note_missing(avail: &mut Availability, offered: ControllerSet, dir: &Path) {
     avail.available = avail.available.intersection(offered);
 }
 
-/// Backoff between `rmdir` attempts on EBUSY: about 0.3 s in all.
+/// `rmdir` of one cgroup; a cgroup already gone is fine.
 ///
-/// Why retry at all: `rmdir` fails with EBUSY while the cgroup is populated, and a process
-/// killed through `cgroup.kill` (or one that just got its last signal) is still counted until it
-/// has gone through `exit()` — a few milliseconds after the write that killed it. The event
-/// watcher is the right way to wait for a long-running stop; this bound only covers that short
-/// window, so callers don't each need a sleep loop. EBUSY that outlasts it is a real error
-/// (a live process, a child cgroup) and is returned.
-const RMDIR_BACKOFF: [Duration; 7] = [
-    Duration::from_millis(2),
-    Duration::from_millis(5),
-    Duration::from_millis(10),
-    Duration::from_millis(20),
-    Duration::from_millis(40),
-    Duration::from_millis(80),
-    Duration::from_millis(160),
-];
-
-/// `rmdir` of one cgroup with the bounded retry on EBUSY; a cgroup already gone is fine.
+/// One attempt, never a wait: `rmdir` fails with EBUSY while the cgroup holds a process or a
+/// child cgroup ([`CgroupError::is_busy`]), and whoever removes it tries again when its
+/// `cgroup.events` next says empty (the manager keeps such cgroups watched). A process killed
+/// through `cgroup.kill` still counts until it has gone through `exit()`: the event, not a
+/// sleep, says when it has.
 pub fn remove_dir(path: &Path) -> Result<(), CgroupError> {
-    let mut backoff = RMDIR_BACKOFF.iter();
-    loop {
-        match fs::remove_dir(path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => match backoff.next() {
-                Some(d) => std::thread::sleep(*d),
-                None => {
-                    return Err(CgroupError::Remove {
-                        path: path.to_path_buf(),
-                        err: e,
-                    });
-                }
-            },
-            Err(err) => {
-                return Err(CgroupError::Remove {
-                    path: path.to_path_buf(),
-                    err,
-                });
-            }
-        }
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(CgroupError::Remove {
+            path: path.to_path_buf(),
+            err,
+        }),
     }
 }
 
 /// Removes `path` and every cgroup below it, children before parents.
 pub fn remove_subtree(path: &Path) -> Result<(), CgroupError> {
     // Most cgroups have no child cgroup: one `rmdir`, no listing. It fails with EBUSY when
-    // there are children (or processes still leaving): then bottom-up, with the retry.
+    // there are children (or processes): then bottom-up.
     match fs::remove_dir(path) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -417,6 +390,7 @@ mod tests {
     use crate::cgroup::io::{DevNum, FixedDevices};
     use crate::cgroup::settings::Change;
     use crate::limits::RawValue::Str;
+    use std::time::Duration;
 
     const GIB: u64 = 1 << 30;
     const JOB: &str = "apps.slice/apps-batch.slice/job.service";

@@ -95,6 +95,11 @@ pub struct Manager {
     /// Transient units that became inactive while the current input was worked off: collected
     /// once it is (DESIGN §9).
     inactive: Vec<UnitName>,
+    /// Cgroups of stopped units and slices that could not be removed yet, by path: a unit's
+    /// still held processes (kill-mode = process) when it stopped, a slice still held such a
+    /// unit's cgroup. A unit's stays watched and goes when its `cgroup.events` says empty,
+    /// then the slices above it are tried again: events, never a wait on the loop.
+    unremoved: BTreeMap<UnitName, PathBuf>,
 }
 
 impl Manager {
@@ -127,6 +132,7 @@ impl Manager {
             last_usage: BTreeMap::new(),
             saved_digest: std::cell::Cell::new(None),
             inactive: Vec::new(),
+            unremoved: BTreeMap::new(),
             paths,
         })
     }
@@ -172,6 +178,8 @@ impl Manager {
             &effect
         {
             self.empty_this_turn.remove(unit);
+            // Its cgroup is in use again: it goes when the unit next stops.
+            self.unremoved.remove(unit);
         }
         match effect {
             Effect::Spawn { unit, seq } => {
@@ -217,8 +225,14 @@ impl Manager {
             }
             Effect::RemoveSlice(unit) => {
                 self.realized_slices.remove(&unit);
-                if let Err(e) = self.tree.remove(self.cgroup_path(&unit)) {
-                    tracing::warn!(unit = %unit, "{e}");
+                let rel = self.cgroup_path(&unit);
+                match self.tree.remove(&rel) {
+                    Ok(()) => {}
+                    Err(e) if e.is_busy() => {
+                        tracing::info!(unit = %unit, "the slice's cgroup still holds a unit's: removed once that one is");
+                        self.unremoved.insert(unit.clone(), rel);
+                    }
+                    Err(e) => tracing::warn!(unit = %unit, "{e}"),
                 }
                 // A slice made over D-Bus goes once stopped (DESIGN §9).
                 if self.units.get(&unit).is_some_and(|u| u.transient) {
@@ -312,6 +326,7 @@ impl Manager {
                 for w in warnings {
                     tracing::warn!(unit = %name, "{w}");
                 }
+                self.unremoved.remove(name);
                 self.realized_slices
                     .insert(name.clone(), unit.resources.clone());
                 true
@@ -332,7 +347,8 @@ impl Manager {
             return;
         };
         if !self.cgroup_empty(name) {
-            tracing::info!(unit = %name, "processes remain in the unit's cgroup");
+            tracing::info!(unit = %name, "processes remain in the unit's cgroup: it goes when they do");
+            self.unremoved.insert(name.clone(), rel);
             return;
         }
         // What it showed is kept to be read while the unit stays loaded: a transient unit
@@ -342,7 +358,6 @@ impl Manager {
             self.last_usage
                 .insert(name.clone(), properties::usage_of(&cg));
         }
-        self.watches.unwatch(name);
         let delegated = self.units.get(name).is_some_and(|u| u.delegated());
         // A delegated subtree holds the nested manager's cgroups: bottom-up.
         let removed = if delegated {
@@ -350,8 +365,65 @@ impl Manager {
         } else {
             self.tree.remove(&rel)
         };
-        if let Err(e) = removed {
-            tracing::warn!(unit = %name, "{e}");
+        match removed {
+            Ok(()) => {
+                self.watches.unwatch(name);
+                let was_held = self.unremoved.remove(name).is_some();
+                if was_held {
+                    self.remove_unremoved_slices();
+                }
+            }
+            // A process moved in (a delegatee's) or a child cgroup made since the read: the
+            // watch stays, the next "empty" tries again.
+            Err(e) if e.is_busy() => {
+                tracing::info!(unit = %name, "{e}: tried again when it is empty");
+                self.unremoved.insert(name.clone(), rel);
+            }
+            Err(e) => {
+                self.watches.unwatch(name);
+                self.unremoved.remove(name);
+                tracing::warn!(unit = %name, "{e}");
+            }
+        }
+    }
+
+    /// A unit's cgroup the manager kept (processes remained) said empty: it goes now, unless
+    /// the unit is in use again (then its own stop removes it).
+    pub(super) fn remove_if_unremoved(&mut self, name: &UnitName) {
+        if self.unremoved.contains_key(name)
+            && !self.engine.is_busy(name)
+            && matches!(
+                self.engine.active_sub(name).0,
+                ActiveState::Inactive | ActiveState::Failed
+            )
+        {
+            self.remove_cgroup(name);
+            // Outside a turn: what it read about emptiness is not kept for the next one.
+            self.empty_this_turn.clear();
+        }
+    }
+
+    /// Tries again the slices whose cgroup held a unit's, deepest first; a slice started
+    /// again meanwhile is not one of them any more ([`Self::realize_slice`]).
+    fn remove_unremoved_slices(&mut self) {
+        let mut slices: Vec<(UnitName, PathBuf)> = self
+            .unremoved
+            .iter()
+            .filter(|(n, _)| n.kind() == Kind::Slice && !self.engine.is_live_slice(n))
+            .map(|(n, p)| (n.clone(), p.clone()))
+            .collect();
+        slices.sort_by_key(|(_, p)| std::cmp::Reverse(p.components().count()));
+        for (name, rel) in slices {
+            match self.tree.remove(&rel) {
+                Ok(()) => {
+                    self.unremoved.remove(&name);
+                }
+                Err(e) if e.is_busy() => {}
+                Err(e) => {
+                    self.unremoved.remove(&name);
+                    tracing::warn!(unit = %name, "{e}");
+                }
+            }
         }
     }
 
@@ -399,7 +471,10 @@ impl Manager {
         }
         self.engine.forget(name);
         self.last_usage.remove(name);
-        self.watches.unwatch(name);
+        // A cgroup that processes still hold stays watched, to go when they do.
+        if !self.unremoved.contains_key(name) {
+            self.watches.unwatch(name);
+        }
         tracing::info!(unit = %name, "transient unit collected");
         let _ = self.notify.send(Notification::UnitRemoved(name.clone()));
     }

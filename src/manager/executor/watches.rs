@@ -184,11 +184,12 @@ impl Manager {
                 CgroupEvent::OomKill { token, .. } => (token, true),
             };
             if let Some(name) = self.watches.tokens.get(&token).cloned() {
-                self.feed(if oom {
-                    Input::OomKill(name)
+                if oom {
+                    self.feed(Input::OomKill(name));
                 } else {
-                    Input::CgroupEmpty(name)
-                });
+                    self.feed(Input::CgroupEmpty(name.clone()));
+                    self.remove_if_unremoved(&name);
+                }
             }
         }
     }
