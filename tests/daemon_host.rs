@@ -601,15 +601,7 @@ fn a_cgroup_held_by_a_leftover_process_goes_when_the_process_does() {
     };
     let slice = d.root.0.join("batch.slice");
     let unit = slice.join("stray.service");
-    let ok = |args: &[&str]| {
-        let o = d.ctl(args);
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let ok = |args: &[&str]| d.ctl_ok(args);
     ok(&["start", "stray.service"]);
     wait_for("the stray's pid", Duration::from_secs(10), || {
         std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
@@ -644,4 +636,81 @@ fn a_cgroup_held_by_a_leftover_process_goes_when_the_process_does() {
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("WARN"), "{log}");
+}
+
+/// A delegated unit's nested cgroups, as many as its manager made, are removed off the loop
+/// when it stops; a restart waits for that removal and starts into a fresh subtree, and a
+/// slice stopped with it goes once the subtree has.
+#[test]
+fn a_delegated_subtree_is_removed_before_the_unit_starts_again() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().display();
+    let script = format!(
+        "m=$(awk '$3 == \"cgroup2\" {{ print $2; exit }}' /proc/self/mounts)\n\
+         p=$(sed -n 's/^0:://p' /proc/self/cgroup)\n\
+         d=$m${{p%/init.scope}}\n\
+         i=0; while [ $i -lt 200 ]; do mkdir $d/w$i; i=$((i + 1)); done\n\
+         c=$d; i=0; while [ $i -lt 30 ]; do c=$c/n; mkdir $c; i=$((i + 1)); done\n\
+         [ -e {o}/first ] || mkdir $d/first\n\
+         echo $d > {o}/dir; echo $$ > {o}/first; echo $$ > {o}/made\n\
+         exec sleep 1000\n"
+    );
+    std::fs::write(out.path().join("nest.sh"), script).unwrap();
+    let units = [(
+        "nest.service.toml",
+        format!(
+            "[unit]\nslice = \"nest.slice\"\n[service]\ndelegate = true\n\
+             exec = [\"/bin/sh\", \"{o}/nest.sh\"]\nstop-timeout = \"5s\"\n"
+        ),
+    )];
+    let Some(d) = daemon::Daemon::start("nest", &units) else {
+        skip::skipped("no cgroup2 mount on this host");
+        return;
+    };
+    let ok = |args: &[&str]| d.ctl_ok(args);
+    let made = out.path().join("made");
+    let made_pid = || {
+        std::fs::read_to_string(&made)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    };
+    ok(&["start", "nest.service"]);
+    wait_for("the nested cgroups made", Duration::from_secs(20), || {
+        made_pid().is_some()
+    });
+    let first = made_pid().unwrap();
+    let dir = std::path::PathBuf::from(
+        std::fs::read_to_string(out.path().join("dir"))
+            .unwrap()
+            .trim(),
+    );
+    assert!(dir.join("first").is_dir() && dir.join("w199").is_dir());
+    std::fs::remove_file(&made).unwrap();
+
+    // Stop (the subtree goes, off the loop), then start at once: the start waits for it.
+    ok(&["restart", "nest.service"]);
+    wait_for(
+        "the nested cgroups made again",
+        Duration::from_secs(20),
+        || made_pid().is_some(),
+    );
+    assert_ne!(made_pid().unwrap(), first, "not restarted");
+    assert!(
+        !dir.join("first").exists(),
+        "the first run's cgroups were not removed before the restart"
+    );
+    assert!(dir.join("init.scope").is_dir() && dir.join("w199").is_dir());
+
+    // The slice stops with its unit: its cgroup waits for the unit's subtree, then goes.
+    ok(&["stop", "nest.slice"]);
+    let slice = dir.parent().unwrap().to_path_buf();
+    assert!(slice.ends_with("nest.slice"), "{}", slice.display());
+    wait_for(
+        "the subtree and the slice gone",
+        Duration::from_secs(20),
+        || !dir.exists() && !slice.exists(),
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
 }

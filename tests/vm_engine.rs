@@ -12,7 +12,9 @@
 //! - 100 finished `corralctl run --wait` leave no unit and no file; a failed one stays;
 //! - the attack of issue 14 on a delegated unit (`delegatee.sh`, as an unprivileged user):
 //!   its init.scope replaced by a frozen one of its own before a restart; corrald replaces it
-//!   and answers throughout; and `KillUnit` reaches every process of that delegated unit.
+//!   and answers throughout; and `KillUnit` reaches every process of that delegated unit;
+//! - a delegatee's sprawl (`sprawl.sh`, as an unprivileged user): 3100 cgroups below its
+//!   delegated cgroup, removed off the loop when it stops.
 
 #[path = "common/vm.rs"]
 mod vm;
@@ -62,6 +64,7 @@ fn the_manager_holds_under_pressure_in_the_guest_kernel() {
         "transient-collected",
         "delegate-freeze",
         "kill-delegated",
+        "delegated-sprawl",
     ]);
     out.assert_all_passed();
     // 20 s of flood, at most 10 lines a second of each kind (and a few at the edges).

@@ -235,6 +235,17 @@ impl Daemon {
             .expect("running corralctl")
     }
 
+    /// [`Daemon::ctl`] that must succeed; its standard output.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            o.status.success(),
+            "corralctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// SIGTERM, then waits for the exit; returns the status and everything it logged.
     pub fn stop(self) -> (std::process::ExitStatus, String) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);

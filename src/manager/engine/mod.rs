@@ -577,7 +577,8 @@ impl Engine {
 
     /// Whether a launch's outcome is still wanted: the unit's latest launch, and the unit not
     /// settled meanwhile (stopped before its child appeared).
-    fn current_launch(&self, unit: &UnitName, seq: u64) -> bool {
+    /// Whether `seq` is the unit's launch under way (an older one's outcome is dropped).
+    pub fn current_launch(&self, unit: &UnitName, seq: u64) -> bool {
         self.services
             .get(unit)
             .is_some_and(|s| s.launching && s.launch == seq && !settled(s.active))

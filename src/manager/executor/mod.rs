@@ -5,12 +5,14 @@
 //! Rooms: this file — the loop, the feeding of inputs (one queue, no recursion: an effect's
 //! outcome becomes the next input) and the requests from the bus; [`launch`] — starting a
 //! unit's processes off the loop; [`watches`] — cgroup events, exits of adopted processes,
-//! sd_notify messages, and signalling processes we hold a pidfd for; [`properties`] — what a
-//! unit looks like from the bus.
+//! sd_notify messages, and signalling processes we hold a pidfd for; [`removal`] — removing
+//! the cgroups of what stopped; [`properties`] — what a unit looks like from the bus.
 //!
 //! **Nothing on the loop waits on anything outside it**, nor does work whose size someone else
 //! controls without a bound: a launch (user lookup, file opens, clone, exec) runs on a blocking
-//! thread and its outcome comes back as an input; each source gets a bounded share of a turn
+//! thread and its outcome comes back as an input, and so does the removal of a delegated
+//! subtree (as many cgroups as its nested manager made); a busy cgroup waits for its next
+//! "empty" event, never for a sleep; each source gets a bounded share of a turn
 //! (requests, reaped children, notify datagrams), and log lines a service or a user can cause
 //! are rate-limited. Everything is event-driven, nothing polls: child exits arrive on a
 //! signalfd (SIGCHLD), `cgroup.events`/`memory.events` changes on an inotify fd, launch
@@ -19,6 +21,7 @@
 mod announce;
 mod launch;
 mod properties;
+mod removal;
 mod watches;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -95,11 +98,8 @@ pub struct Manager {
     /// Transient units that became inactive while the current input was worked off: collected
     /// once it is (DESIGN §9).
     inactive: Vec<UnitName>,
-    /// Cgroups of stopped units and slices that could not be removed yet, by path: a unit's
-    /// still held processes (kill-mode = process) when it stopped, a slice still held such a
-    /// unit's cgroup. A unit's stays watched and goes when its `cgroup.events` says empty,
-    /// then the slices above it are tried again: events, never a wait on the loop.
-    unremoved: BTreeMap<UnitName, PathBuf>,
+    /// Cgroups waiting to be removed, and delegated subtrees being removed off the loop.
+    removals: removal::Removals,
 }
 
 impl Manager {
@@ -132,7 +132,7 @@ impl Manager {
             last_usage: BTreeMap::new(),
             saved_digest: std::cell::Cell::new(None),
             inactive: Vec::new(),
-            unremoved: BTreeMap::new(),
+            removals: removal::Removals::new(),
             paths,
         })
     }
@@ -178,11 +178,14 @@ impl Manager {
             &effect
         {
             self.empty_this_turn.remove(unit);
-            // Its cgroup is in use again: it goes when the unit next stops.
-            self.unremoved.remove(unit);
+            self.removals.in_use(unit);
         }
         match effect {
             Effect::Spawn { unit, seq } => {
+                if self.removals.defer_spawn(&unit, seq) {
+                    tracing::info!(unit = %unit, "starts once its old cgroups are removed");
+                    return;
+                }
                 if let Err(e) = self.launch_main(&unit, seq) {
                     tracing::error!(unit = %unit, "{e}");
                     inputs.push_back(Input::SpawnFailed { unit, seq });
@@ -225,21 +228,16 @@ impl Manager {
             }
             Effect::RemoveSlice(unit) => {
                 self.realized_slices.remove(&unit);
-                let rel = self.cgroup_path(&unit);
-                match self.tree.remove(&rel) {
-                    Ok(()) => {}
-                    Err(e) if e.is_busy() => {
-                        tracing::info!(unit = %unit, "the slice's cgroup still holds a unit's: removed once that one is");
-                        self.unremoved.insert(unit.clone(), rel);
-                    }
-                    Err(e) => tracing::warn!(unit = %unit, "{e}"),
-                }
+                self.remove_slice(&unit);
                 // A slice made over D-Bus goes once stopped (DESIGN §9).
                 if self.units.get(&unit).is_some_and(|u| u.transient) {
                     self.inactive.push(unit);
                 }
             }
             Effect::AttachScope(unit) => {
+                if self.removals.defer_attach(&unit) {
+                    return;
+                }
                 let ok = self.attach_scope(&unit);
                 inputs.push_back(Input::ScopeAttached { unit, ok });
             }
@@ -326,7 +324,7 @@ impl Manager {
                 for w in warnings {
                     tracing::warn!(unit = %name, "{w}");
                 }
-                self.unremoved.remove(name);
+                self.removals.in_use(name);
                 self.realized_slices
                     .insert(name.clone(), unit.resources.clone());
                 true
@@ -334,95 +332,6 @@ impl Manager {
             Err(e) => {
                 tracing::error!(unit = %name, "{e}");
                 false
-            }
-        }
-    }
-
-    /// Removes a stopped unit's cgroup, keeping what it showed last (the counters a failed
-    /// unit is read for). With kill-mode = process, processes may stay behind (a delegated
-    /// manager's services): the cgroup and its watch stay with them.
-    pub(super) fn remove_cgroup(&mut self, name: &UnitName) {
-        let rel = self.cgroup_path(name);
-        let Ok(cg) = self.tree.cgroup(&rel) else {
-            return;
-        };
-        if !self.cgroup_empty(name) {
-            tracing::info!(unit = %name, "processes remain in the unit's cgroup: it goes when they do");
-            self.unremoved.insert(name.clone(), rel);
-            return;
-        }
-        // What it showed is kept to be read while the unit stays loaded: a transient unit
-        // that ended cleanly is collected at the end of this turn, unread.
-        let collected = self.collectable(name);
-        if !collected && cg.exists() {
-            self.last_usage
-                .insert(name.clone(), properties::usage_of(&cg));
-        }
-        let delegated = self.units.get(name).is_some_and(|u| u.delegated());
-        // A delegated subtree holds the nested manager's cgroups: bottom-up.
-        let removed = if delegated {
-            cg.remove_tree()
-        } else {
-            self.tree.remove(&rel)
-        };
-        match removed {
-            Ok(()) => {
-                self.watches.unwatch(name);
-                let was_held = self.unremoved.remove(name).is_some();
-                if was_held {
-                    self.remove_unremoved_slices();
-                }
-            }
-            // A process moved in (a delegatee's) or a child cgroup made since the read: the
-            // watch stays, the next "empty" tries again.
-            Err(e) if e.is_busy() => {
-                tracing::info!(unit = %name, "{e}: tried again when it is empty");
-                self.unremoved.insert(name.clone(), rel);
-            }
-            Err(e) => {
-                self.watches.unwatch(name);
-                self.unremoved.remove(name);
-                tracing::warn!(unit = %name, "{e}");
-            }
-        }
-    }
-
-    /// A unit's cgroup the manager kept (processes remained) said empty: it goes now, unless
-    /// the unit is in use again (then its own stop removes it).
-    pub(super) fn remove_if_unremoved(&mut self, name: &UnitName) {
-        if self.unremoved.contains_key(name)
-            && !self.engine.is_busy(name)
-            && matches!(
-                self.engine.active_sub(name).0,
-                ActiveState::Inactive | ActiveState::Failed
-            )
-        {
-            self.remove_cgroup(name);
-            // Outside a turn: what it read about emptiness is not kept for the next one.
-            self.empty_this_turn.clear();
-        }
-    }
-
-    /// Tries again the slices whose cgroup held a unit's, deepest first; a slice started
-    /// again meanwhile is not one of them any more ([`Self::realize_slice`]).
-    fn remove_unremoved_slices(&mut self) {
-        let mut slices: Vec<(UnitName, PathBuf)> = self
-            .unremoved
-            .iter()
-            .filter(|(n, _)| n.kind() == Kind::Slice && !self.engine.is_live_slice(n))
-            .map(|(n, p)| (n.clone(), p.clone()))
-            .collect();
-        slices.sort_by_key(|(_, p)| std::cmp::Reverse(p.components().count()));
-        for (name, rel) in slices {
-            match self.tree.remove(&rel) {
-                Ok(()) => {
-                    self.unremoved.remove(&name);
-                }
-                Err(e) if e.is_busy() => {}
-                Err(e) => {
-                    self.unremoved.remove(&name);
-                    tracing::warn!(unit = %name, "{e}");
-                }
             }
         }
     }
@@ -472,7 +381,7 @@ impl Manager {
         self.engine.forget(name);
         self.last_usage.remove(name);
         // A cgroup that processes still hold stays watched, to go when they do.
-        if !self.unremoved.contains_key(name) {
+        if !self.removals.unremoved.contains_key(name) {
             self.watches.unwatch(name);
         }
         tracing::info!(unit = %name, "transient unit collected");
@@ -493,6 +402,7 @@ impl Manager {
         let mut stopping = None;
         let mut adopted_exits = self.watches.take_adopted_exits()?;
         let mut launched = self.launches.take_outcomes()?;
+        let mut removed = self.removals.take_outcomes()?;
         // Children that exited while no one was listening (a re-exec) are reaped now.
         for (pid, status) in self.reaper.reap() {
             self.on_exit(pid.as_raw() as u32, status);
@@ -511,10 +421,11 @@ impl Manager {
                 self.feed(Input::StopAll);
             }
             // Done once every unit is down and no launch is still under way (its child would
-            // be left behind, in a cgroup no one watches).
+            // be left behind, in a cgroup no one watches), nor a subtree's removal.
             if let Some(how) = stopping
                 && self.engine.all_stopped()
                 && self.launches.in_flight == 0
+                && self.removals.in_flight.is_empty()
             {
                 self.reap_remaining();
                 self.remove_slices();
@@ -557,6 +468,7 @@ impl Manager {
                 }
                 Some(pid) = adopted_exits.recv() => self.on_adopted_exit(pid),
                 Some(outcome) = launched.recv() => self.on_launched(outcome),
+                Some(outcome) = removed.recv() => self.on_subtree_removed(outcome),
                 r = notify_fd.readable() => {
                     let mut g = r?;
                     if !self.on_notify() {

@@ -150,4 +150,29 @@ else
     check kill-delegated FAIL "before: $scope in init.scope, $aside aside; after KillUnit: $aside2 aside"
 fi
 
+# 8. A delegatee's sprawl (sprawl.sh, as the unprivileged user svc): the thousands of cgroups
+#    it made are removed off the loop when the unit stops; stop returns at once and root's
+#    calls are answered while they go.
+corralctl start sprawl.service
+i=0; while [ ! -e /tmp/sprawl-made ] && [ $i -lt 480 ]; do sleep 0.25; i=$((i + 1)); done
+SP=$CG/system.slice/sprawl.service
+made=$(find $SP -mindepth 1 -type d | wc -l)
+t0=$(uptime_ms)
+corralctl stop sprawl.service
+t1=$(uptime_ms)
+[ -d $SP ] && during=yes || during=no
+time_list > /tmp/sprawl-list &
+lister=$!
+i=0; while [ -d $SP ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
+t2=$(uptime_ms)
+wait $lister
+list=$(cat /tmp/sprawl-list)
+# With the removal on the loop (the code before), stop only returned once it was all gone.
+if [ "$made" -ge 3100 ] && [ "$during" = yes ] && [ ! -d $SP ] && [ "$list" != failed ] \
+   && [ "$list" -lt 10000 ] && [ "$(active sprawl.service)" = inactive ]; then
+    check delegated-sprawl PASS "$made cgroups made by svc; stop returned after $((t1 - t0)) ms (subtree still there: $during), the subtree was gone after $((t2 - t0)) ms; a corralctl list started then took $list ms"
+else
+    check delegated-sprawl FAIL "$made cgroups made; sprawl $(active sprawl.service), subtree: $(ls -d $SP 2>&1); stop $((t1 - t0)) ms (subtree still there: $during), gone after $((t2 - t0)) ms; list $list"
+fi
+
 kill -TERM 1
