@@ -194,6 +194,17 @@ fn a_busy_remove_fails_at_once_and_succeeds_once_empty() {
         assert!(std::time::Instant::now() < deadline, "still populated");
         std::thread::sleep(Duration::from_millis(2));
     }
+    // The loop's removal is one rmdir: a slice holding a unit's cgroup stays, untouched.
+    let err = tree.remove_childless("apps.slice").unwrap_err();
+    assert!(err.is_busy(), "{err}");
+    assert!(job.exists());
+    tree.remove_childless(JOB).unwrap();
+    tree.remove_childless("apps.slice/apps-batch.slice")
+        .unwrap();
+    tree.remove_childless("apps.slice").unwrap();
+    assert!(!tree.root().join("apps.slice").exists());
+    // Bottom-up, everything below.
+    tree.create(JOB).unwrap();
     tree.remove("apps.slice").unwrap();
     assert!(!job.exists());
     for c in &mut children {

@@ -312,9 +312,21 @@ impl Tree {
     }
 
     /// Removes a unit's cgroup and everything below it (a delegated unit's nested tree),
-    /// deepest first. Its processes must be gone: [`Cgroup::kill`] first.
+    /// deepest first. Its processes must be gone: [`Cgroup::kill`] first. The work grows
+    /// with what is below: the manager's loop uses [`Tree::remove_childless`].
     pub fn remove(&self, rel: impl AsRef<Path>) -> Result<(), CgroupError> {
-        let rel = rel.as_ref();
+        self.removable(rel.as_ref())?.remove_tree()
+    }
+
+    /// Removes the cgroup at `rel` alone, one `rmdir`: a slice (its units' cgroups go with
+    /// their units) or a unit's own cgroup. A child cgroup or a process makes it EBUSY
+    /// ([`CgroupError::is_busy`]); nothing below it is walked.
+    pub fn remove_childless(&self, rel: impl AsRef<Path>) -> Result<(), CgroupError> {
+        self.removable(rel.as_ref())?.remove()
+    }
+
+    /// The cgroup at `rel`, forgotten by this tree's records; never the root.
+    fn removable(&self, rel: &Path) -> Result<Cgroup, CgroupError> {
         if rel.as_os_str().is_empty() {
             return Err(CgroupError::InvalidPath {
                 path: rel.to_path_buf(),
@@ -322,7 +334,7 @@ impl Tree {
         }
         let cg = self.cgroup(rel)?;
         self.forget_below(cg.path(), true);
-        cg.remove_tree()
+        Ok(cg)
     }
 }
 

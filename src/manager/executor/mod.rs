@@ -665,7 +665,7 @@ impl Manager {
             .collect();
         slices.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (rel, name) in slices {
-            if let Err(e) = self.tree.remove(&rel) {
+            if let Err(e) = self.tree.remove_childless(&rel) {
                 tracing::warn!(unit = %name, "{e}");
             }
             self.engine.forget_slice(&name);

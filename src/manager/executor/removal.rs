@@ -1,4 +1,5 @@
-//! Removing the cgroups of stopped units and slices, without ever waiting on the loop.
+//! Removing the cgroups of stopped units and slices, without ever waiting on the loop, nor
+//! walking a subtree there: the loop's removals are one `rmdir` each.
 //!
 //! - A cgroup that still holds processes (kill-mode = process) or whose `rmdir` meets EBUSY
 //!   stays, watched, and goes when its `cgroup.events` next says empty; the slices whose
@@ -132,7 +133,8 @@ impl Manager {
                 r => r,
             }
         } else {
-            self.tree.remove(&rel)
+            // Corrald makes no cgroup below a unit's own: one rmdir.
+            self.tree.remove_childless(&rel)
         };
         self.on_removed(name, rel, removed);
     }
@@ -215,7 +217,7 @@ impl Manager {
         let busy = if self.removals.removing_below(&rel) {
             String::from("a unit's subtree is being removed")
         } else {
-            match self.tree.remove(&rel) {
+            match self.tree.remove_childless(&rel) {
                 Ok(()) => return,
                 Err(e) if e.is_busy() => e.to_string(),
                 Err(e) => {
@@ -260,7 +262,7 @@ impl Manager {
             .collect();
         slices.sort_by_key(|(_, p)| std::cmp::Reverse(p.components().count()));
         for (name, rel) in slices {
-            match self.tree.remove(&rel) {
+            match self.tree.remove_childless(&rel) {
                 Ok(()) => {
                     self.removals.unremoved.remove(&name);
                 }
