@@ -14,6 +14,12 @@ mod skip;
 
 use daemon::{TestRoot, wait_for};
 
+/// Shell lines that set `$d` to a delegated unit's own cgroup (its processes start in the
+/// `init.scope` below it).
+const DELEGATED_DIR: &str = "m=$(awk '$3 == \"cgroup2\" { print $2; exit }' /proc/self/mounts)\n\
+     p=$(sed -n 's/^0:://p' /proc/self/cgroup)\n\
+     d=$m${p%/init.scope}\n";
+
 /// A service started with corrald that runs until stopped.
 const SLEEPER: &str = "[unit]\nautostart = true\n[service]\nexec = [\"/bin/sleep\", \"1000\"]\n";
 
@@ -646,9 +652,7 @@ fn a_delegated_subtree_is_removed_before_the_unit_starts_again() {
     let out = tempfile::tempdir().unwrap();
     let o = out.path().display();
     let script = format!(
-        "m=$(awk '$3 == \"cgroup2\" {{ print $2; exit }}' /proc/self/mounts)\n\
-         p=$(sed -n 's/^0:://p' /proc/self/cgroup)\n\
-         d=$m${{p%/init.scope}}\n\
+        "{DELEGATED_DIR}\
          i=0; while [ $i -lt 200 ]; do mkdir $d/w$i; i=$((i + 1)); done\n\
          c=$d; i=0; while [ $i -lt 30 ]; do c=$c/n; mkdir $c; i=$((i + 1)); done\n\
          [ -e {o}/first ] || mkdir $d/first\n\
@@ -713,4 +717,52 @@ fn a_delegated_subtree_is_removed_before_the_unit_starts_again() {
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+}
+
+/// A unit's processes are listed off the loop, its whole delegated subtree with their
+/// command lines, while other calls go on.
+#[test]
+fn status_lists_every_process_of_a_delegated_subtree() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().display();
+    let script = format!(
+        "{DELEGATED_DIR}\
+         mkdir $d/aside\n\
+         sleep 1001 & echo $! > $d/aside/cgroup.procs\n\
+         i=0; while [ $i -lt 30 ]; do sleep 1000 & i=$((i + 1)); done\n\
+         echo $$ > {o}/made\n\
+         wait\n"
+    );
+    std::fs::write(out.path().join("crowd.sh"), script).unwrap();
+    let units = [(
+        "crowd.service.toml",
+        format!("[service]\ndelegate = true\nexec = [\"/bin/sh\", \"{o}/crowd.sh\"]\n"),
+    )];
+    let Some(d) = daemon::Daemon::start("crowd", &units) else {
+        skip::skipped("no cgroup2 mount on this host");
+        return;
+    };
+    d.ctl_ok(&["start", "crowd.service"]);
+    wait_for("the processes made", Duration::from_secs(20), || {
+        out.path().join("made").exists()
+    });
+    // Several listings at once, and a call between them.
+    let listings: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| d.ctl_ok(&["status", "crowd.service"])))
+            .collect();
+        assert!(d.ctl_ok(&["list"]).contains("crowd.service"));
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for status in listings {
+        let count = |cmd: &str| status.lines().filter(|l| l.ends_with(cmd)).count();
+        assert_eq!(count("sleep 1000"), 30, "{status}");
+        assert_eq!(
+            count("sleep 1001"),
+            1,
+            "the process in a nested cgroup: {status}"
+        );
+    }
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
 }

@@ -14,7 +14,8 @@
 //!   its init.scope replaced by a frozen one of its own before a restart; corrald replaces it
 //!   and answers throughout; and `KillUnit` reaches every process of that delegated unit;
 //! - a delegatee's sprawl (`sprawl.sh`, as an unprivileged user): 3100 cgroups below its
-//!   delegated cgroup, removed off the loop when it stops.
+//!   delegated cgroup, walked for `corralctl status` and removed when it stops, both off the
+//!   loop.
 
 #[path = "common/vm.rs"]
 mod vm;

@@ -16,6 +16,7 @@
 //! was. Without the runtime directory (a reboot) the persistent values are back.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::executor::Manager;
@@ -41,6 +42,9 @@ const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cgroups read for a unit's processes at most (a delegated unit's tree is its manager's to
 /// grow).
 const PROCESS_CGROUPS_READ: usize = 4096;
+/// Process listings run at once, each on a thread of its own (a listing may wait on a process
+/// for long: the threads are few, and the next caller hears so).
+const PROCESS_LISTINGS: usize = 8;
 /// The drop-in persistent live limit changes are kept in (in the first unit directory).
 pub const LIMITS_DROPIN: &str = "50-limits.toml";
 /// The drop-in runtime-only limit changes are kept in (in `RUNTIME/units`): after
@@ -313,34 +317,40 @@ impl Manager {
         )))
     }
 
-    pub(super) fn processes(&self, name: &UnitName) -> Result<Vec<(u32, String)>, RequestError> {
+    /// Lists the unit's processes, pid and command line, and replies — from a thread of its
+    /// own: the walk of a delegated unit's cgroups and a `/proc/PID/cmdline` read for each of
+    /// its processes grow with what the unit made, and a read waits for the process's memory
+    /// (a page of a FUSE file behind its arguments never comes). The loop only finds the
+    /// cgroup; at most [`PROCESS_LISTINGS`] listings run at once.
+    pub(super) fn list_processes(&self, name: &UnitName, reply: ProcessesReply) {
         let Some(cg) = self.live_cgroup(name) else {
-            return if self.units.units.contains_key(name) {
+            let _ = reply.send(if self.units.units.contains_key(name) {
                 Ok(Vec::new())
             } else {
                 Err(RequestError::NoSuchUnit(name.clone()))
-            };
+            });
+            return;
         };
-        let mut out = Vec::new();
-        // A service's or scope's whole subtree: a delegated unit's processes live below its
-        // own cgroup (crun moves a container into `<scope>/container`). A slice's own cgroup
-        // holds none: its units show theirs.
-        let pids = if name.kind() == crate::unit::Kind::Slice {
-            cg.procs().unwrap_or_default()
-        } else {
-            cg.procs_below(PROCESS_CGROUPS_READ)
-        };
-        for pid in pids {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|b| {
-                    String::from_utf8_lossy(&b)
-                        .trim_end_matches('\0')
-                        .replace('\0', " ")
-                })
-                .unwrap_or_default();
-            out.push((pid, cmd));
+        // A slice's own cgroup holds none: its units show theirs.
+        let slice = name.kind() == crate::unit::Kind::Slice;
+        if LISTINGS.fetch_add(1, Ordering::SeqCst) >= PROCESS_LISTINGS {
+            LISTINGS.fetch_sub(1, Ordering::SeqCst);
+            let _ = reply.send(Err(RequestError::JobFailed(format!(
+                "{PROCESS_LISTINGS} process listings are under way; try again once they end"
+            ))));
+            return;
         }
-        Ok(out)
+        let spawned = std::thread::Builder::new()
+            .name("corral-ps".into())
+            .spawn(move || {
+                let _ = reply.send(Ok(processes_of(&cg, slice)));
+                LISTINGS.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            LISTINGS.fetch_sub(1, Ordering::SeqCst);
+            // The reply went with the closure; the caller sees the request fail.
+            tracing::warn!(unit = %name, "listing processes: {e}");
+        }
     }
 
     /// Limits as configured, effective over the slice chain, and usage read now.
@@ -426,6 +436,34 @@ fn dropin_text(doc: &toml::Table) -> String {
 /// Writes a limits drop-in (0644 whatever the umask).
 fn write_dropin(file: &std::path::Path, doc: &toml::Table) -> std::io::Result<()> {
     crate::files::write_file(file, dropin_text(doc), crate::files::DROPIN_MODE)
+}
+
+/// Process listings under way ([`Manager::list_processes`]).
+static LISTINGS: AtomicUsize = AtomicUsize::new(0);
+
+type ProcessesReply = tokio::sync::oneshot::Sender<Result<Vec<(u32, String)>, RequestError>>;
+
+/// A cgroup's processes with their command lines; a service's or scope's whole subtree (a
+/// delegated unit's processes live below its own cgroup: crun moves a container into
+/// `<scope>/container`), a slice's own cgroup only.
+fn processes_of(cg: &Cgroup, slice: bool) -> Vec<(u32, String)> {
+    let pids = if slice {
+        cg.procs().unwrap_or_default()
+    } else {
+        cg.procs_below(PROCESS_CGROUPS_READ)
+    };
+    pids.into_iter()
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .trim_end_matches('\0')
+                        .replace('\0', " ")
+                })
+                .unwrap_or_default();
+            (pid, cmd)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@
 //! **Nothing on the loop waits on anything outside it**, nor does work whose size someone else
 //! controls without a bound: a launch (user lookup, file opens, clone, exec) runs on a blocking
 //! thread and its outcome comes back as an input, and so does the removal of a delegated
-//! subtree (as many cgroups as its nested manager made); a busy cgroup waits for its next
-//! "empty" event, never for a sleep; each source gets a bounded share of a turn
+//! subtree (as many cgroups as its nested manager made); a listing of a unit's processes
+//! replies from a thread of its own; a busy cgroup waits for its next "empty" event, never
+//! for a sleep; each source gets a bounded share of a turn
 //! (requests, reaped children, notify datagrams), and log lines a service or a user can cause
 //! are rate-limited. Everything is event-driven, nothing polls: child exits arrive on a
 //! signalfd (SIGCHLD), `cgroup.events`/`memory.events` changes on an inotify fd, launch
@@ -540,9 +541,7 @@ impl Manager {
             } => {
                 let _ = reply.send(self.unit_log(&unit, lines, reader.as_ref()));
             }
-            Request::GetProcesses { unit, reply } => {
-                let _ = reply.send(self.processes(&unit));
-            }
+            Request::GetProcesses { unit, reply } => self.list_processes(&unit, reply),
             Request::StartTransient { unit, toml, reply } => {
                 let _ = reply.send(self.start_transient(unit, &toml));
             }

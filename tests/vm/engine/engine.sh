@@ -157,6 +157,20 @@ corralctl start sprawl.service
 i=0; while [ ! -e /tmp/sprawl-made ] && [ $i -lt 480 ]; do sleep 0.25; i=$((i + 1)); done
 SP=$CG/system.slice/sprawl.service
 made=$(find $SP -mindepth 1 -type d | wc -l)
+# GetProcesses walks those cgroups, off the loop: a list started meanwhile is answered.
+ts=$(uptime_ms)
+( corralctl status sprawl.service > /tmp/sprawl-status 2>&1; echo $? > /tmp/sprawl-status.rc
+  echo $(($(uptime_ms) - ts)) > /tmp/sprawl-status.ms ) &
+status_job=$!
+# Lists one after another until status is done: one of them meets its walk.
+status_list=0; status_lists=""
+while kill -0 $status_job 2>/dev/null; do
+    ms=$(time_list); status_lists="$status_lists $ms"
+    [ "$ms" = failed ] && ms=999999
+    [ "$ms" -gt "$status_list" ] && status_list=$ms
+done
+wait $status_job
+status_rc=$(cat /tmp/sprawl-status.rc)
 t0=$(uptime_ms)
 corralctl stop sprawl.service
 t1=$(uptime_ms)
@@ -169,10 +183,11 @@ wait $lister
 list=$(cat /tmp/sprawl-list)
 # With the removal on the loop (the code before), stop only returned once it was all gone.
 if [ "$made" -ge 3100 ] && [ "$during" = yes ] && [ ! -d $SP ] && [ "$list" != failed ] \
-   && [ "$list" -lt 10000 ] && [ "$(active sprawl.service)" = inactive ]; then
-    check delegated-sprawl PASS "$made cgroups made by svc; stop returned after $((t1 - t0)) ms (subtree still there: $during), the subtree was gone after $((t2 - t0)) ms; a corralctl list started then took $list ms"
+   && [ "$list" -lt 10000 ] && [ "$(active sprawl.service)" = inactive ] \
+   && [ "$status_rc" -eq 0 ] && [ "$status_list" -lt 10000 ]; then
+    check delegated-sprawl PASS "$made cgroups made by svc; stop returned after $((t1 - t0)) ms (subtree still there: $during), the subtree was gone after $((t2 - t0)) ms; a corralctl list started then took $list ms; corralctl status (its processes walked) took $(cat /tmp/sprawl-status.ms) ms, lists meanwhile$status_lists ms"
 else
-    check delegated-sprawl FAIL "$made cgroups made; sprawl $(active sprawl.service), subtree: $(ls -d $SP 2>&1); stop $((t1 - t0)) ms (subtree still there: $during), gone after $((t2 - t0)) ms; list $list"
+    check delegated-sprawl FAIL "$made cgroups made; sprawl $(active sprawl.service), subtree: $(ls -d $SP 2>&1); stop $((t1 - t0)) ms (subtree still there: $during), gone after $((t2 - t0)) ms; list $list; status rc $status_rc, lists meanwhile$status_lists: $(tail -3 /tmp/sprawl-status)"
 fi
 
 kill -TERM 1
