@@ -106,10 +106,12 @@ impl Compat {
         });
     }
 
-    /// SIGKILL (a crash: the scopes' processes stay), then the daemon again on the same tree.
-    fn crash_and_restart(&mut self) {
+    /// SIGKILL (a crash: the scopes' processes stay), calls `between` while no corrald runs,
+    /// then starts the daemon again on the same tree.
+    fn crash_and_restart_with(&mut self, between: impl FnOnce()) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        between();
         let _ = std::fs::remove_file(self.socket());
         self.child = spawn(&self.root.0, self.dir.path());
         self.restarted = true;
@@ -621,10 +623,37 @@ async fn made_units_survive_a_crash_of_the_daemon() {
     )
     .await
     .expect("a limit");
+    // A delegated scope whose manager made cgroups below it, and whose process ends while no
+    // corrald runs: the next one finds it empty and removes its subtree (off the loop).
+    let mut gone = sleeper();
+    let job = start_transient(
+        &conn,
+        "c2.scope",
+        vec![
+            prop("Slice", "pods-a.slice"),
+            prop("PIDs", vec![gone.id()]),
+            prop("Delegate", true),
+        ],
+    )
+    .await
+    .expect("a second scope");
+    job_end(&mut results, &job).await;
+    let c2 = d.root.0.join("pods.slice/pods-a.slice/c2.scope");
+    for i in 0..50 {
+        std::fs::create_dir_all(c2.join(format!("sub{i}/a/b"))).unwrap();
+    }
     drop(results);
     drop(conn);
 
-    d.crash_and_restart();
+    d.crash_and_restart_with(|| {
+        let _ = gone.kill();
+        let _ = gone.wait();
+    });
+    wait_for(
+        "the emptied scope's subtree removed",
+        Duration::from_secs(10),
+        || !c2.exists(),
+    );
     let conn = d.client().await;
     let mut results = job_results(&conn).await;
     assert_eq!(

@@ -326,8 +326,14 @@ impl Manager {
                 continue;
             }
             if name.kind() == Kind::Scope && !cg.is_populated().unwrap_or(false) {
-                if let Err(e) = self.tree.remove(&rel) {
-                    tracing::warn!(unit = %name, "{e}");
+                // A delegated scope's subtree is its manager's, as many cgroups as it made:
+                // removed off the loop, as at a stop.
+                match self.tree.remove_childless(&rel) {
+                    Err(e) if e.is_busy() && cg.exists() => {
+                        self.remove_off_loop(&name, rel, cg.path().to_path_buf());
+                    }
+                    Err(e) => tracing::warn!(unit = %name, "{e}"),
+                    Ok(()) => {}
                 }
                 continue;
             }

@@ -6,7 +6,7 @@
 //!   removal it held up are tried again then ([`Removals::unremoved`]).
 //! - A delegated unit's subtree is the nested manager's: its size is someone else's (a user
 //!   can make thousands of cgroups there), so when it has children it is removed bottom-up on
-//!   a blocking thread and the outcome comes back on a channel, like a launch's. Until then a
+//!   a blocking thread (at a stop, or for an empty scope found at start-up) and the outcome comes back on a channel, like a launch's. Until then a
 //!   start of that unit waits ([`Removals::deferred`]): a launch into a subtree being removed
 //!   would race the thread's `rmdir`s.
 
@@ -66,9 +66,12 @@ impl Removals {
     }
 
     /// Holds a launch of `unit` back while its subtree is being removed; `false`: go ahead.
+    /// Only the unit's latest launch waits (an earlier one is stale by then).
     pub(super) fn defer_spawn(&mut self, unit: &UnitName, seq: u64) -> bool {
         let wait = self.in_flight.contains_key(unit);
         if wait {
+            self.deferred
+                .retain(|d| !matches!(d, Deferred::Spawn { unit: u, .. } if u == unit));
             self.deferred.push(Deferred::Spawn {
                 unit: unit.clone(),
                 seq,
@@ -77,10 +80,12 @@ impl Removals {
         wait
     }
 
-    /// As [`Self::defer_spawn`], for a scope's processes moved in.
+    /// As [`Self::defer_spawn`], for a scope's processes moved in (once).
     pub(super) fn defer_attach(&mut self, unit: &UnitName) -> bool {
         let wait = self.in_flight.contains_key(unit);
         if wait {
+            self.deferred
+                .retain(|d| !matches!(d, Deferred::AttachScope(u) if u == unit));
             self.deferred.push(Deferred::AttachScope(unit.clone()));
         }
         wait
@@ -140,7 +145,12 @@ impl Manager {
     }
 
     /// Starts the bottom-up removal of a delegated subtree on a blocking thread.
-    fn remove_off_loop(&mut self, name: &UnitName, rel: PathBuf, path: PathBuf) {
+    pub(in crate::manager) fn remove_off_loop(
+        &mut self,
+        name: &UnitName,
+        rel: PathBuf,
+        path: PathBuf,
+    ) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             // No loop to keep free (a test without a runtime): here and now.
             self.on_removed(name, rel, tree::remove_subtree(&path));
