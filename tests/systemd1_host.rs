@@ -603,19 +603,23 @@ async fn made_units_survive_a_crash_of_the_daemon() {
         .await
         .expect("a slice");
     job_end(&mut results, &job).await;
-    let mut child = sleeper();
-    let job = start_transient(
-        &conn,
-        "c1.scope",
-        vec![
-            prop("Slice", "pods-a.slice"),
-            prop("PIDs", vec![child.id()]),
-            prop("Delegate", true),
-        ],
-    )
-    .await
-    .expect("a scope");
-    job_end(&mut results, &job).await;
+    // c2.scope: a delegated scope whose manager made cgroups below it, and whose process ends
+    // while no corrald runs: the next one finds it empty and removes its subtree (off the loop).
+    let (mut child, mut gone) = (sleeper(), sleeper());
+    for (scope, pid) in [("c1.scope", child.id()), ("c2.scope", gone.id())] {
+        let job = start_transient(
+            &conn,
+            scope,
+            vec![
+                prop("Slice", "pods-a.slice"),
+                prop("PIDs", vec![pid]),
+                prop("Delegate", true),
+            ],
+        )
+        .await
+        .expect("a scope");
+        job_end(&mut results, &job).await;
+    }
     call(
         &conn,
         "SetUnitProperties",
@@ -623,21 +627,6 @@ async fn made_units_survive_a_crash_of_the_daemon() {
     )
     .await
     .expect("a limit");
-    // A delegated scope whose manager made cgroups below it, and whose process ends while no
-    // corrald runs: the next one finds it empty and removes its subtree (off the loop).
-    let mut gone = sleeper();
-    let job = start_transient(
-        &conn,
-        "c2.scope",
-        vec![
-            prop("Slice", "pods-a.slice"),
-            prop("PIDs", vec![gone.id()]),
-            prop("Delegate", true),
-        ],
-    )
-    .await
-    .expect("a second scope");
-    job_end(&mut results, &job).await;
     let c2 = d.root.0.join("pods.slice/pods-a.slice/c2.scope");
     for i in 0..50 {
         std::fs::create_dir_all(c2.join(format!("sub{i}/a/b"))).unwrap();
